@@ -1,0 +1,388 @@
+"""The stream adapter: the one module that talks to Redis.
+
+Every Redis exception is translated here (:func:`translated`), so the rest of
+printery sees two conditions: :class:`RedisUnavailable` (degraded, reconnect)
+and :class:`RedisPermanent` (credentials, ACL: stop, don't loop).
+
+Multi-step operations are server-side scripts, each atomic:
+
+- ``commit``: XACK first, and only when it acked (returned 1) write the
+  outputs. A commit retried after a timeout finds the message already acked and
+  writes nothing, so an input never yields its outputs twice. Unflagged scripts
+  are refused under OOM only before their first write, so the script cannot
+  stop between the ack and the outputs.
+- ``refresh``: reset the idle time of messages still owned by this consumer,
+  so a slow handler's message is not claimed by another while it runs.
+- ``hand_back``: make messages this consumer read but never started look long
+  idle, so a live consumer claims them at once on drain.
+- ``forget_consumer`` / ``reap_consumers``: delete a consumer only while it
+  has nothing pending (``XGROUP DELCONSUMER`` drops pending entries with it)
+  and, for others, only when no daemon heartbeat claims the name: on Redis 7.0
+  ``idle`` alone does not prove a consumer dead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import redis.asyncio as aioredis
+import redis.exceptions as rex
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from printery.errors import GroupMissing, RedisPermanent, RedisUnavailable
+
+__all__ = [
+    "Entry",
+    "GroupStats",
+    "StreamAdapter",
+    "Write",
+    "connect",
+    "translated",
+]
+
+# Hand-back idle: far beyond any CLAIM_IDLE_MS, yet small enough that Redis does
+# not clamp the resulting delivery time (it resets a negative one to "now").
+_HAND_BACK_IDLE_MS: Final = 100 * 86_400_000
+
+_COMMIT = """
+local n = 0
+for i = 1, #KEYS, 1 do
+  if redis.call('XACK', KEYS[i], ARGV[1], ARGV[i + 1]) == 1 then n = n + 1 end
+end
+if n == 0 then return 0 end
+local a = #KEYS + 2
+while a <= #ARGV do
+  local op, key, count = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
+  local args = {}
+  for j = 1, count, 1 do args[j] = ARGV[a + 2 + j] end
+  if op == 'XADD' then
+    redis.call('XADD', key, '*', unpack(args))
+  elseif op == 'HSET' then
+    redis.call('HSET', key, unpack(args))
+  elseif op == 'RPUSH' then
+    redis.call('RPUSH', key, args[1])
+    redis.call('LTRIM', key, -tonumber(args[2]), -1)
+  elseif op == 'EXPIRE' then
+    redis.call('EXPIRE', key, args[1])
+  end
+  a = a + 3 + count
+end
+return n
+"""
+
+_REFRESH = """
+local out = {}
+for i = 4, #ARGV, 1 do
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+  if p[1] and p[1][2] == ARGV[2] then
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'IDLE', ARGV[3], 'JUSTID')
+    out[#out + 1] = ARGV[i]
+  end
+end
+return out
+"""
+
+_RECLAIM = """
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
+if not p[1] or p[1][2] ~= ARGV[2] then return false end
+return redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3])
+"""
+
+_FORGET_CONSUMER = """
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
+if #p > 0 then return -1 end
+return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+"""
+
+_REAP_CONSUMERS = """
+local gone = {}
+local consumers = redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])
+for _, c in ipairs(consumers) do
+  local info = {}
+  for i = 1, #c, 2 do info[c[i]] = c[i + 1] end
+  local inactive = info['inactive'] or info['idle']
+  if info['pending'] == 0 and info['idle'] > tonumber(ARGV[2])
+      and inactive > tonumber(ARGV[2])
+      and redis.call('EXISTS', ARGV[3] .. info['name']) == 0 then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], info['name'])
+    gone[#gone + 1] = info['name']
+  end
+end
+return gone
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """One output of a handler, written in the same atomic step as the ack.
+
+    ``op`` is ``XADD`` (fields), ``HSET`` (fields), ``RPUSH`` (value, cap: a
+    capped log) or ``EXPIRE`` (seconds).
+    """
+
+    op: str
+    key: str
+    args: tuple[str | bytes, ...]
+
+    @classmethod
+    def xadd(cls, stream: str, fields: Mapping[str, str | bytes]) -> Write:
+        return cls("XADD", stream, tuple(x for kv in fields.items() for x in kv))
+
+    @classmethod
+    def hset(cls, key: str, fields: Mapping[str, str]) -> Write:
+        return cls("HSET", key, tuple(x for kv in fields.items() for x in kv))
+
+    @classmethod
+    def capped_push(cls, key: str, value: str, cap: int) -> Write:
+        return cls("RPUSH", key, (value, str(cap)))
+
+    @classmethod
+    def expire(cls, key: str, seconds: int) -> Write:
+        return cls("EXPIRE", key, (str(seconds),))
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A stream entry as read: raw fields (``None`` when trimmed away) and its delivery count."""
+
+    id: str
+    fields: dict[bytes, bytes] | None
+    deliveries: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class GroupStats:
+    stream: str
+    group: str
+    length: int
+    lag: int | None
+    pending: int
+    consumers: int
+
+
+@contextlib.contextmanager
+def translated() -> Iterator[None]:
+    """Translate redis-py's exceptions into printery's; the one boundary that does it."""
+    try:
+        yield
+    except rex.ResponseError as exc:
+        message = str(exc)
+        if message.startswith("NOGROUP") or "no such key" in message:
+            raise GroupMissing(message) from exc
+        if message.startswith(("OOM", "LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN")):
+            raise RedisUnavailable(message) from exc
+        if message.startswith(("NOAUTH", "WRONGPASS", "NOPERM")):
+            raise RedisPermanent(message) from exc
+        raise
+    except (rex.AuthenticationError, rex.AuthorizationError) as exc:
+        raise RedisPermanent(str(exc) or type(exc).__name__) from exc
+    except (rex.ConnectionError, rex.TimeoutError, OSError, TimeoutError) as exc:
+        raise RedisUnavailable(str(exc) or type(exc).__name__) from exc
+
+
+def connect(
+    url: str, *, socket_timeout: float, connect_timeout: float, client_name: str | None = None
+) -> aioredis.Redis:
+    """A client that fails fast: one socket timeout, no hidden retries, raw bytes."""
+    return aioredis.Redis.from_url(
+        url,
+        decode_responses=False,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=connect_timeout,
+        retry=Retry(NoBackoff(), 0),
+        retry_on_timeout=False,
+        health_check_interval=0,
+        client_name=client_name,
+    )
+
+
+def _str(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class StreamAdapter:
+    """Stream operations for consumers; methods raise only printery's Redis errors."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.client = client
+        self._commit = client.register_script(_COMMIT)
+        self._refresh = client.register_script(_REFRESH)
+        self._reclaim = client.register_script(_RECLAIM)
+        self._forget = client.register_script(_FORGET_CONSUMER)
+        self._reap = client.register_script(_REAP_CONSUMERS)
+
+    async def ping(self) -> None:
+        with translated():
+            await self.client.ping()
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.client.aclose()
+
+    async def ensure_group(self, stream: str, group: str) -> None:
+        """Create the group from the stream's start (nothing published earlier is lost)."""
+        with translated():
+            try:
+                await self.client.xgroup_create(stream, group, id="0", mkstream=True)
+            except rex.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    async def read(
+        self,
+        stream: str,
+        group: str,
+        consumer: str,
+        *,
+        count: int,
+        block_ms: int | None,
+        after: str | None = None,
+    ) -> list[Entry]:
+        """New entries (``after=None``: ``>``), or this consumer's own pending ones after ``after``.
+
+        Pending entries come with their delivery counts; a new entry's count is 1.
+        """
+        with translated():
+            reply: Any = await self.client.xreadgroup(
+                group,
+                consumer,
+                {stream: ">" if after is None else after},
+                count=count,
+                block=block_ms if after is None else None,
+            )
+        raw = reply[0][1] if reply else []
+        entries = [Entry(_str(i), dict(f) if f else None) for i, f in raw]
+        if after is None:
+            return entries
+        return await self._with_deliveries(stream, group, consumer, entries)
+
+    async def reclaim(self, stream: str, group: str, consumer: str, entry: Entry) -> Entry | None:
+        """Deliver an owned message again (its count goes up); None if it was taken or acked."""
+        with translated():
+            reply: Any = await self._reclaim(keys=[stream], args=[group, consumer, entry.id])
+        if not reply:
+            return None
+        entry_id, flat = reply[0]
+        fields = dict(zip(flat[::2], flat[1::2], strict=True)) if flat else None
+        return Entry(_str(entry_id), fields, entry.deliveries + 1)
+
+    async def autoclaim(
+        self,
+        stream: str,
+        group: str,
+        consumer: str,
+        *,
+        min_idle_ms: int,
+        start: str,
+        count: int,
+    ) -> tuple[str, list[Entry], list[str]]:
+        """Claim long-idle entries; returns the next cursor, the entries and deleted ids."""
+        with translated():
+            reply: Any = await self.client.xautoclaim(
+                stream, group, consumer, min_idle_time=min_idle_ms, start_id=start, count=count
+            )
+        cursor = _str(reply[0])
+        entries = [Entry(_str(i), dict(f) if f else None) for i, f in reply[1]]
+        deleted = [_str(i) for i in reply[2]] if len(reply) > 2 else []
+        return cursor, await self._with_deliveries(stream, group, consumer, entries), deleted
+
+    async def _with_deliveries(
+        self, stream: str, group: str, consumer: str, entries: list[Entry]
+    ) -> list[Entry]:
+        if not entries:
+            return entries
+        with translated():
+            pending: Any = await self.client.xpending_range(
+                stream,
+                group,
+                min=entries[0].id,
+                max=entries[-1].id,
+                count=len(entries) + 10,
+                consumername=consumer,
+            )
+        counts = {_str(p["message_id"]): int(p["times_delivered"]) for p in pending}
+        return [Entry(e.id, e.fields, counts.get(e.id, 1)) for e in entries]
+
+    async def commit(self, batch: Sequence[tuple[str, str, str, Sequence[Write]]]) -> list[bool]:
+        """Ack each (stream, group, id) and write its outputs atomically; one round trip.
+
+        Returns, per item, whether this call acked it (False: already acked
+        before, so nothing was written).
+        """
+        if not batch:
+            return []
+        with translated():
+            async with self.client.pipeline(transaction=False) as pipe:
+                for stream, group, entry_id, writes in batch:
+                    args: list[str | bytes] = [group, entry_id]
+                    for w in writes:
+                        args.extend((w.op, w.key, str(len(w.args)), *w.args))
+                    await self._commit(keys=[stream], args=args, client=pipe)
+                replies = await pipe.execute()
+        return [int(r) == 1 for r in replies]
+
+    async def refresh(
+        self, stream: str, group: str, consumer: str, ids: Sequence[str], *, idle_ms: int = 0
+    ) -> set[str]:
+        """Reset (or set) the idle time of ``ids`` still owned by ``consumer``; returns them."""
+        if not ids:
+            return set()
+        with translated():
+            owned = await self._refresh(keys=[stream], args=[group, consumer, idle_ms, *ids])
+        return {_str(i) for i in owned}
+
+    async def hand_back(self, stream: str, group: str, consumer: str, ids: Sequence[str]) -> int:
+        """Make never-started messages claimable by a live consumer right away."""
+        return len(await self.refresh(stream, group, consumer, ids, idle_ms=_HAND_BACK_IDLE_MS))
+
+    async def own_pending_ids(
+        self, stream: str, group: str, consumer: str, limit: int = 10_000
+    ) -> list[str]:
+        with translated():
+            pending: Any = await self.client.xpending_range(
+                stream, group, min="-", max="+", count=limit, consumername=consumer
+            )
+        return [_str(p["message_id"]) for p in pending]
+
+    async def forget_consumer(self, stream: str, group: str, consumer: str) -> bool:
+        """Delete this consumer from the group if it has nothing pending."""
+        with translated():
+            result = await self._forget(keys=[stream], args=[group, consumer])
+        return int(result) >= 0
+
+    async def reap_consumers(
+        self, stream: str, group: str, *, idle_ms: int, heartbeat_prefix: str
+    ) -> list[str]:
+        """Delete consumers idle past ``idle_ms`` with nothing pending and no live heartbeat."""
+        with translated():
+            gone = await self._reap(keys=[stream], args=[group, idle_ms, heartbeat_prefix])
+        return [_str(n) for n in gone]
+
+    async def add(self, stream: str, fields: Mapping[str, str | bytes]) -> str:
+        with translated():
+            return _str(await self.client.xadd(stream, dict(fields)))  # type: ignore[arg-type]  # redis-py's FieldT is invariant
+
+    async def group_stats(self, stream: str, group: str) -> GroupStats | None:
+        """Length, lag and pending of one group; None when the stream or group is missing."""
+        with translated():
+            try:
+                groups: list[dict[str, Any]] = await self.client.xinfo_groups(stream)
+                length = int(await self.client.xlen(stream))
+            except rex.ResponseError:
+                return None
+        for info in groups:
+            if _str(info["name"]) == group:
+                lag = info.get("lag")
+                return GroupStats(
+                    stream,
+                    group,
+                    length,
+                    None if lag is None else int(lag),
+                    int(info["pending"]),
+                    int(info["consumers"]),
+                )
+        return None

@@ -1,0 +1,146 @@
+"""The CloudEvents 1.0 envelope, in binary mode: attributes are the entry's fields.
+
+Entries arrive as raw bytes and are decoded field by field, so one non-UTF-8
+value spoils only its own message, never the batch it came in.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = ["SPECVERSION", "Event", "MalformedEvent", "decode_fields", "now_rfc3339"]
+
+SPECVERSION = "1.0"
+_REQUIRED = ("specversion", "id", "source", "type")
+_ATTRIBUTES = frozenset(
+    {
+        "specversion",
+        "id",
+        "source",
+        "type",
+        "time",
+        "subject",
+        "datacontenttype",
+        "data",
+        "traceparent",
+    }
+)
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class MalformedEvent(ValueError):
+    """An entry that is not a usable CloudEvent; carries the subject when it could be read."""
+
+    def __init__(self, reason: str, subject: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.subject = subject
+
+
+def decode_fields(raw: Mapping[bytes, bytes]) -> tuple[dict[str, str], list[str]]:
+    """Decode each field on its own; returns the good fields and one reason per bad one."""
+    fields: dict[str, str] = {}
+    problems: list[str] = []
+    for key, value in raw.items():
+        try:
+            name = key.decode()
+        except UnicodeDecodeError:
+            problems.append(f"field name {key[:40]!r} is not UTF-8")
+            continue
+        try:
+            fields[name] = value.decode()
+        except UnicodeDecodeError:
+            problems.append(f"field {name!r} is not UTF-8")
+    return fields, problems
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One CloudEvent; ``data`` is kept as JSON text so it is parsed once, by whoever needs it."""
+
+    type: str
+    subject: str
+    data: str = "{}"
+    source: str = "printery"
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    time: str = field(default_factory=now_rfc3339)
+    traceparent: str | None = None
+    extensions: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def create(
+        cls,
+        type: str,
+        subject: str,
+        data: Mapping[str, Any],
+        *,
+        source: str = "printery",
+        traceparent: str | None = None,
+    ) -> Event:
+        return cls(
+            type=type,
+            subject=subject,
+            data=json.dumps(data, separators=(",", ":")),
+            source=source,
+            traceparent=traceparent,
+        )
+
+    def follow(self, type: str, data: Mapping[str, Any], *, source: str) -> Event:
+        """The next event about the same subject, carrying ``traceparent`` forward."""
+        return Event.create(type, self.subject, data, source=source, traceparent=self.traceparent)
+
+    def data_object(self) -> Any:
+        return json.loads(self.data)
+
+    def to_fields(self) -> dict[str, str]:
+        fields = {
+            "specversion": SPECVERSION,
+            "id": self.id,
+            "source": self.source,
+            "type": self.type,
+            "time": self.time,
+            "subject": self.subject,
+            "datacontenttype": "application/json",
+            "data": self.data,
+        }
+        if self.traceparent:
+            fields["traceparent"] = self.traceparent
+        for key, value in self.extensions.items():
+            fields.setdefault(key, value)
+        return fields
+
+    def to_structured(self) -> dict[str, Any]:
+        """Structured-mode JSON (webhook bodies): ``data`` embedded as an object."""
+        body: dict[str, Any] = {k: v for k, v in self.to_fields().items() if k != "data"}
+        body["data"] = json.loads(self.data)
+        return body
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, str]) -> Event:
+        """Read an event, accepting unknown extra fields; raise MalformedEvent with the reason."""
+        subject = fields.get("subject") or None
+        missing = [name for name in _REQUIRED if not fields.get(name)]
+        if missing:
+            raise MalformedEvent(f"missing CloudEvents attribute(s): {', '.join(missing)}", subject)
+        if fields["specversion"] != SPECVERSION:
+            raise MalformedEvent(f"unsupported specversion {fields['specversion'][:20]!r}", subject)
+        if "data" not in fields:
+            raise MalformedEvent("no data", subject)
+        return cls(
+            type=fields["type"],
+            subject=subject or "",
+            data=fields["data"],
+            source=fields["source"],
+            id=fields["id"],
+            time=fields.get("time") or now_rfc3339(),
+            traceparent=fields.get("traceparent") or None,
+            extensions={k: v for k, v in fields.items() if k not in _ATTRIBUTES},
+        )

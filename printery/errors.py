@@ -1,0 +1,88 @@
+"""Every exception printery raises, under one root.
+
+::
+
+    PrinteryError
+     ├── ConfigError ............ a setting is invalid; the CLI prints one line and exits 2
+     ├── RedisError ............. anything the Redis adapter translated
+     │    ├── RedisUnavailable .. connection refused, reset, timed out, OOM: degraded, not a crash
+     │    │    └── GroupMissing . the stream or its group vanished (deleted, flushed): recreate
+     │    └── RedisPermanent .... bad credentials, wrong server, refused command: no retry loop
+     ├── ConsumerNameTaken ...... another live daemon holds this CONSUMER_NAME
+     ├── HandlerError ........... a handler's verdict on one message
+     │    ├── RetryLater ........ transient: leave pending, redeliver after backoff
+     │    └── Permanent ......... dead-letter now, with the reason
+     └── WorkerHung ............. the supervisor saw no progress within the hang timeout
+
+The adapter is the only module that imports ``redis.exceptions``: the rest of
+printery sees Redis through :class:`RedisUnavailable` and :class:`RedisPermanent`.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "ConsumerNameTaken",
+    "GroupMissing",
+    "HandlerError",
+    "Permanent",
+    "PrinteryError",
+    "RedisError",
+    "RedisPermanent",
+    "RedisUnavailable",
+    "RetryLater",
+    "WorkerHung",
+]
+
+
+class PrinteryError(Exception):
+    """Root of every error printery raises on purpose."""
+
+
+class ConfigError(PrinteryError):
+    """A setting is invalid; carries its name so the CLI can print one line."""
+
+    def __init__(self, setting: str, reason: str) -> None:
+        super().__init__(f"{setting}: {reason}")
+        self.setting = setting
+        self.reason = reason
+
+
+class RedisError(PrinteryError):
+    """A failure talking to Redis, already translated by the adapter."""
+
+
+class RedisUnavailable(RedisError):
+    """Redis cannot be reached right now; reconnect with backoff, stay degraded."""
+
+
+class GroupMissing(RedisUnavailable):
+    """The stream or consumer group is gone (deleted, flushed): recreate it with backoff."""
+
+
+class RedisPermanent(RedisError):
+    """Redis answered, but will keep refusing: credentials, ACL, wrong server."""
+
+
+class ConsumerNameTaken(PrinteryError):
+    """Another live daemon already reads under this consumer name."""
+
+
+class HandlerError(PrinteryError):
+    """A handler's verdict on the message it was given."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class RetryLater(HandlerError):
+    """Transient failure: keep the message pending so it is delivered again."""
+
+
+class Permanent(HandlerError):
+    """The message can never succeed: dead-letter it now with the reason."""
+
+
+class WorkerHung(PrinteryError):
+    """A worker's loop made no progress within its hang timeout."""

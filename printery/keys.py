@@ -1,0 +1,57 @@
+"""Every Redis key printery owns, in one place, under one prefix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["DEAD_SUFFIX", "Keys"]
+
+DEAD_SUFFIX = ":dead"
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Key names derived from ``STREAM_PREFIX``; see DESIGN §3."""
+
+    prefix: str = "printery"
+
+    @property
+    def started(self) -> str:
+        return f"{self.prefix}:deployment:started"
+
+    @property
+    def validated(self) -> str:
+        return f"{self.prefix}:deployment:validated"
+
+    @property
+    def dependencies_satisfied(self) -> str:
+        return f"{self.prefix}:deployment:dependencies-satisfied"
+
+    @property
+    def notifications(self) -> str:
+        return f"{self.prefix}:notifications"
+
+    @property
+    def delivered(self) -> str:
+        return f"{self.prefix}:notifications:delivered"
+
+    @staticmethod
+    def dead(stream: str) -> str:
+        return f"{stream}{DEAD_SUFFIX}"
+
+    def registry(self, environment: str) -> str:
+        return f"{self.prefix}:registry:{environment}"
+
+    def deployment(self, deployment_id: str) -> str:
+        return f"{self.prefix}:deployment:{deployment_id}"
+
+    def heartbeat(self, consumer: str) -> str:
+        return f"{self.prefix}:heartbeat:{consumer}"
+
+    @property
+    def heartbeat_pattern(self) -> str:
+        return f"{self.prefix}:heartbeat:*"
+
+    def delivery_marker(self, event_id: str, url_digest: str) -> str:
+        """Remembers that a webhook took an event, so a redelivery is not sent twice."""
+        return f"{self.prefix}:notified:{event_id}:{url_digest}"

@@ -1,0 +1,164 @@
+"""Typed events the core emits; logging and metrics subscribe to them as sinks.
+
+The manager and the stream runtime never log or count anything themselves:
+they call ``emit(event)`` and each sink decides what it means. A sink that
+raises is logged once and otherwise ignored: observability never crashes a worker.
+"""
+
+from __future__ import annotations
+
+import enum
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "ConsumersReaped",
+    "Emit",
+    "HandlerRaised",
+    "Hub",
+    "LifecycleEvent",
+    "MessageHandled",
+    "MessagesClaimed",
+    "MessagesHandedBack",
+    "Outcome",
+    "RedisConnectivity",
+    "WorkerCrashed",
+    "WorkerFailed",
+    "WorkerRestartScheduled",
+    "WorkerState",
+    "WorkerStateChanged",
+]
+
+
+class WorkerState(enum.StrEnum):
+    STARTING = "starting"
+    RUNNING = "running"
+    DEGRADED = "degraded"
+    RESTARTING = "restarting"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
+class Outcome(enum.StrEnum):
+    ACKED = "acked"
+    RETRIED = "retried"
+    DEAD_LETTERED = "dead_lettered"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStateChanged:
+    worker: str
+    old: WorkerState
+    new: WorkerState
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerCrashed:
+    worker: str
+    kind: str  # "crash", "hang", "returned", "permanent"
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRestartScheduled:
+    worker: str
+    attempt: int
+    delay_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerFailed:
+    worker: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class MessageHandled:
+    worker: str
+    stream: str
+    message_id: str
+    outcome: Outcome
+    duration_s: float
+    deliveries: int
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerRaised:
+    """A handler raised something other than RetryLater/Permanent: a bug, retried."""
+
+    worker: str
+    stream: str
+    message_id: str
+    error: str
+    traceback: str
+
+
+@dataclass(frozen=True, slots=True)
+class MessagesClaimed:
+    worker: str
+    stream: str
+    count: int
+    deleted_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MessagesHandedBack:
+    worker: str
+    stream: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumersReaped:
+    worker: str
+    stream: str
+    consumers: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RedisConnectivity:
+    worker: str
+    up: bool
+    error: str = ""
+    attempt: int = 0
+    delay_s: float = 0.0
+
+
+LifecycleEvent = (
+    WorkerStateChanged
+    | WorkerCrashed
+    | WorkerRestartScheduled
+    | WorkerFailed
+    | MessageHandled
+    | HandlerRaised
+    | MessagesClaimed
+    | MessagesHandedBack
+    | ConsumersReaped
+    | RedisConnectivity
+)
+
+Emit = Callable[[LifecycleEvent], None]
+
+
+class Hub:
+    """Fans each event out to every sink; a failing sink never reaches the emitter."""
+
+    def __init__(self, sinks: Sequence[Emit] = ()) -> None:
+        self._sinks = list(sinks)
+        self._broken: set[int] = set()
+
+    def subscribe(self, sink: Emit) -> None:
+        self._sinks.append(sink)
+
+    def __call__(self, event: LifecycleEvent) -> None:
+        for index, sink in enumerate(self._sinks):
+            try:
+                sink(event)
+            except Exception:
+                if index not in self._broken:
+                    self._broken.add(index)
+                    traceback.print_exc()

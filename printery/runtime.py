@@ -1,0 +1,487 @@
+"""The stream runtime: how a :class:`~printery.worker.StreamWorker` consumes its group.
+
+::
+
+    read loop ──► buffer ──► N handler tasks ──► committer ──► Redis (ack + outputs, atomic)
+        ▲            ▲              │
+        │            │              └─ RetryLater: re-deliver after backoff (XCLAIM, count+1)
+        │            └── maintenance: XAUTOCLAIM long-idle messages of dead consumers
+        └── own pending first (at start, after every Redis error), then new (``>``)
+
+Everything read and not yet acked is *held*: at most ``max_in_flight``
+messages, each refreshed (idle time reset) every third of ``CLAIM_IDLE_MS``
+so no live handler's message is claimed by another consumer.
+
+Drain (``ctx.stopping``): the read in progress is cancelled, buffered
+messages that never started are handed back (made long-idle so a live
+consumer claims them now), running handlers finish and commit, then the
+consumer deletes itself from the group if it holds nothing. The manager's
+deadline cancels whatever is still running; those messages stay pending.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import time
+import traceback
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypeVar
+
+import anyio
+import stamina
+from anyio.abc import TaskGroup, TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from printery.adapter import Entry, Write
+from printery.envelope import MalformedEvent, now_rfc3339
+from printery.errors import GroupMissing, Permanent, RedisUnavailable, RetryLater
+from printery.keys import Keys
+from printery.lifecycle import (
+    ConsumersReaped,
+    HandlerRaised,
+    MessageHandled,
+    MessagesClaimed,
+    MessagesHandedBack,
+    Outcome,
+    RedisConnectivity,
+)
+from printery.message import Message
+
+if TYPE_CHECKING:
+    from printery.worker import StreamWorker, WorkerContext, WorkerDeps
+
+__all__ = ["StreamConsumer"]
+
+T = TypeVar("T")
+
+_COMMIT_BATCH = 256
+_RETRY_BACKOFF_S = (1.0, 30.0)  # first and largest delay before a RetryLater redelivery
+_RECONNECT_S = (0.1, 5.0)  # first and largest delay between reconnect attempts
+
+
+@dataclass(slots=True)
+class _Commit:
+    entry: Entry
+    writes: Sequence[Write]
+    done: anyio.Event = field(default_factory=anyio.Event)
+    acked: bool = False
+
+
+class StreamConsumer:
+    """One worker's consumer of one group; lives for one run of the worker."""
+
+    def __init__(self, worker: StreamWorker, deps: WorkerDeps, ctx: WorkerContext) -> None:
+        settings = deps.settings
+        self.worker = worker
+        self.adapter = deps.adapter
+        self.ctx = ctx
+        self.stream = worker.stream
+        self.group = worker.group
+        self.consumer = deps.consumer
+        self.heartbeat_prefix = Keys(settings.stream_prefix).heartbeat("")
+        self.batch_size = settings.batch_size
+        self.block_ms = settings.block_ms
+        self.claim_idle_ms = settings.claim_idle_ms
+        self.claim_interval_s = settings.claim_interval_s
+        self.reap_idle_ms = int(settings.consumer_idle_timeout * 1000)
+        self.max_deliveries = settings.max_deliveries
+        self.limit = worker.max_in_flight
+        self.held: dict[str, Entry] = {}
+        self.started: set[str] = set()
+        self.retrying: set[str] = set()
+        self._space = anyio.Event()
+        self._degraded = False
+        self._recover_after: str | None = "0"
+        self._buffer_send, self._buffer_recv = anyio.create_memory_object_stream[Entry](math.inf)
+        self._commit_send, self._commit_recv = anyio.create_memory_object_stream[_Commit](math.inf)
+        self._read_scope = anyio.CancelScope()
+        self._side: TaskGroup
+
+    # -- the run ---------------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[None]) -> None:
+        await self._reconnecting(lambda: self.adapter.ensure_group(self.stream, self.group))
+        drained = False
+        try:
+            async with anyio.create_task_group() as main:
+                main.start_soon(self._committer)
+                for _ in range(self.worker.concurrency):
+                    main.start_soon(
+                        self._handler_loop, self._buffer_recv.clone(), self._commit_send.clone()
+                    )
+                self._buffer_recv.close()
+                async with anyio.create_task_group() as side:
+                    self._side = side
+                    side.start_soon(self._stop_watcher)
+                    side.start_soon(self._maintenance)
+                    await self._read_loop(task_status)
+                    side.cancel_scope.cancel()
+                await self._drain()
+            drained = True
+        finally:
+            if not drained:
+                # Cancelled at the deadline (or crashed): whatever we hold is handed
+                # back so a live consumer takes it now rather than after CLAIM_IDLE_MS.
+                with anyio.CancelScope(shield=True), anyio.move_on_after(2):
+                    await self._hand_back(exclude=set())
+        with anyio.move_on_after(2):
+            await self._forget_self()
+
+    async def _stop_watcher(self) -> None:
+        await self.ctx.stopping.wait()
+        self._read_scope.cancel()
+        self._space.set()
+
+    # -- reading -----------------------------------------------------------------
+
+    async def _read_loop(self, task_status: TaskStatus[None]) -> None:
+        announced = False
+        while not self.ctx.stopping.is_set():
+            free = self.limit - len(self.held)
+            if free <= 0:
+                self._space = anyio.Event()
+                await self._space.wait()
+                continue
+            if not announced:
+                task_status.started()
+                announced = True
+            with anyio.CancelScope() as self._read_scope:
+                if self.ctx.stopping.is_set():
+                    break
+                entries = await self._reconnecting(functools.partial(self._read, free))
+            if self._read_scope.cancel_called:
+                break
+            self.ctx.beat()
+            for entry in entries:
+                self._accept(entry)
+
+    async def _read(self, free: int) -> list[Entry]:
+        if self._recover_after is None:
+            return await self.adapter.read(
+                self.stream,
+                self.group,
+                self.consumer,
+                count=min(free, self.batch_size),
+                block_ms=self.block_ms,
+            )
+        # Own pending first: a read that timed out on our side may have been
+        # delivered by the server into our pending list.
+        entries = await self.adapter.read(
+            self.stream,
+            self.group,
+            self.consumer,
+            count=min(free, self.batch_size),
+            block_ms=None,
+            after=self._recover_after,
+        )
+        self._recover_after = entries[-1].id if entries else None
+        return [e for e in entries if e.id not in self.held]
+
+    def _accept(self, entry: Entry) -> None:
+        if entry.id in self.held:
+            return
+        self.held[entry.id] = entry
+        self._buffer_send.send_nowait(entry)
+
+    def _release(self, entry_id: str) -> None:
+        self.held.pop(entry_id, None)
+        self.started.discard(entry_id)
+        self.retrying.discard(entry_id)
+        self._space.set()
+
+    async def _reconnecting(self, op: Callable[[], Awaitable[T]]) -> T:
+        """Run ``op`` until Redis answers; meanwhile the worker is degraded, never crashed."""
+        async for attempt in stamina.retry_context(
+            on=RedisUnavailable,
+            attempts=None,
+            timeout=None,
+            wait_initial=_RECONNECT_S[0],
+            wait_max=_RECONNECT_S[1],
+        ):
+            with attempt:
+                try:
+                    result = await op()
+                except GroupMissing as exc:
+                    # Stream deleted or Redis flushed: recreate, then back off like any outage.
+                    self._went_down(exc, attempt.num)
+                    await self.adapter.ensure_group(self.stream, self.group)
+                    raise
+                except RedisUnavailable as exc:
+                    self._went_down(exc, attempt.num)
+                    raise
+                if self._degraded:
+                    self._degraded = False
+                    self.ctx.running()
+                    self.ctx.emit(RedisConnectivity(self.worker.name, up=True, attempt=attempt.num))
+                return result
+        raise AssertionError("unreachable: retry_context retries forever")  # pragma: no cover
+
+    def _went_down(self, exc: Exception, attempt: int) -> None:
+        self.ctx.beat()  # reconnecting is progress: a Redis outage is not a hang
+        self._recover_after = "0"
+        if not self._degraded:
+            self._degraded = True
+            self.ctx.degraded(str(exc))
+        self.ctx.emit(
+            RedisConnectivity(self.worker.name, up=False, error=str(exc), attempt=attempt)
+        )
+
+    # -- handling ----------------------------------------------------------------
+
+    async def _handler_loop(
+        self, buffer: MemoryObjectReceiveStream[Entry], commits: MemoryObjectSendStream[_Commit]
+    ) -> None:
+        async with buffer, commits:
+            async for entry in buffer:
+                if entry.id not in self.held:
+                    continue  # handed back or released while it waited
+                self.started.add(entry.id)
+                await self._process(entry, commits)
+                self.ctx.beat()
+
+    async def _process(self, entry: Entry, commits: MemoryObjectSendStream[_Commit]) -> None:
+        started = time.perf_counter()
+        if entry.fields is None:
+            reason = "entry was deleted from the stream (trimmed) before it was handled"
+            await self._dead_letter(entry, reason, commits, started)
+            return
+        if entry.deliveries > self.max_deliveries:
+            reason = (
+                f"delivered {entry.deliveries} times without completing "
+                f"(MAX_DELIVERIES={self.max_deliveries})"
+            )
+            await self._dead_letter(entry, reason, commits, started)
+            return
+        message = Message(self.stream, entry.id, entry.fields, entry.deliveries)
+        try:
+            writes = await self.worker.handle(message)
+        except (Permanent, MalformedEvent) as exc:
+            await self._dead_letter(entry, str(exc), commits, started)
+        except RetryLater as exc:
+            await self._retry(entry, exc.reason, commits, started)
+        except Exception as exc:
+            reason = f"handler raised {type(exc).__name__}: {exc}"
+            self.ctx.emit(
+                HandlerRaised(
+                    self.worker.name, self.stream, entry.id, reason, traceback.format_exc()
+                )
+            )
+            await self._retry(entry, reason, commits, started)
+        else:
+            acked = await self._commit(entry, writes, commits)
+            self._finish(entry, Outcome.ACKED, started, "" if acked else "already acked")
+
+    async def _commit(
+        self, entry: Entry, writes: Sequence[Write], commits: MemoryObjectSendStream[_Commit]
+    ) -> bool:
+        request = _Commit(entry, writes)
+        commits.send_nowait(request)
+        await request.done.wait()
+        return request.acked
+
+    async def _dead_letter(
+        self, entry: Entry, reason: str, commits: MemoryObjectSendStream[_Commit], started: float
+    ) -> None:
+        fields: dict[str, str | bytes] = {
+            k.decode(errors="replace"): v for k, v in (entry.fields or {}).items()
+        }
+        fields.update(
+            {
+                "error": reason[:2000],
+                "deliveries": str(entry.deliveries),
+                "failed_at": now_rfc3339(),
+                "original_id": entry.id,
+                "original_stream": self.stream,
+                "group": self.group,
+            }
+        )
+        await self._commit(entry, [Write.xadd(Keys.dead(self.stream), fields)], commits)
+        self._finish(entry, Outcome.DEAD_LETTERED, started, reason)
+
+    async def _retry(
+        self, entry: Entry, reason: str, commits: MemoryObjectSendStream[_Commit], started: float
+    ) -> None:
+        if entry.deliveries >= self.max_deliveries:
+            await self._dead_letter(
+                entry, f"{reason} (after {entry.deliveries} deliveries)", commits, started
+            )
+            return
+        self.started.discard(entry.id)
+        self.retrying.add(entry.id)
+        self.ctx.emit(
+            MessageHandled(
+                self.worker.name,
+                self.stream,
+                entry.id,
+                Outcome.RETRIED,
+                time.perf_counter() - started,
+                entry.deliveries,
+                reason,
+            )
+        )
+        delay = min(_RETRY_BACKOFF_S[1], _RETRY_BACKOFF_S[0] * 2 ** (entry.deliveries - 1))
+        self._side.start_soon(self._redeliver, entry, delay)
+
+    async def _redeliver(self, entry: Entry, delay: float) -> None:
+        await anyio.sleep(delay)
+        again = await self._reconnecting(
+            lambda: self.adapter.reclaim(self.stream, self.group, self.consumer, entry)
+        )
+        self.retrying.discard(entry.id)
+        if again is None:
+            self._release(entry.id)  # taken by another consumer meanwhile, or acked
+            return
+        self.held[entry.id] = again
+        self._buffer_send.send_nowait(again)
+
+    def _finish(self, entry: Entry, outcome: Outcome, started: float, reason: str) -> None:
+        self._release(entry.id)
+        self.ctx.emit(
+            MessageHandled(
+                self.worker.name,
+                self.stream,
+                entry.id,
+                outcome,
+                time.perf_counter() - started,
+                entry.deliveries,
+                reason,
+            )
+        )
+
+    async def _committer(self) -> None:
+        """Commit finished handlers' results in batches: one round trip for many messages."""
+        async with self._commit_recv:
+            async for first in self._commit_recv:
+                batch = [first]
+                while len(batch) < _COMMIT_BATCH:
+                    try:
+                        batch.append(self._commit_recv.receive_nowait())
+                    except (anyio.WouldBlock, anyio.EndOfStream):
+                        break
+                acked = await self._reconnecting(functools.partial(self._commit_once, batch))
+                for request, ok in zip(batch, acked, strict=True):
+                    request.acked = ok
+                    request.done.set()
+
+    async def _commit_once(self, batch: list[_Commit]) -> list[bool]:
+        # One attempt is shielded, so the drain deadline never splits a commit from
+        # its bookkeeping; the backoff between attempts stays cancellable.
+        with anyio.CancelScope(shield=True):
+            acked = await self.adapter.commit(
+                [(self.stream, self.group, c.entry.id, c.writes) for c in batch]
+            )
+        return acked  # noqa: RET504 - CancelScope may swallow, so mypy needs the return outside
+
+    # -- maintenance: refresh, claim, reap ----------------------------------------
+
+    async def _maintenance(self) -> None:
+        refresh_every = self.claim_idle_ms / 3000
+        next_claim = next_reap = time.monotonic()
+        while True:
+            try:
+                await self._refresh_held()
+                now = time.monotonic()
+                if now >= next_claim:
+                    next_claim = now + self.claim_interval_s
+                    await self._claim()
+                if now >= next_reap:
+                    next_reap = now + max(60.0, self.claim_interval_s)
+                    gone = await self.adapter.reap_consumers(
+                        self.stream,
+                        self.group,
+                        idle_ms=self.reap_idle_ms,
+                        heartbeat_prefix=self.heartbeat_prefix,
+                    )
+                    if gone:
+                        self.ctx.emit(ConsumersReaped(self.worker.name, self.stream, tuple(gone)))
+            except RedisUnavailable:
+                pass  # the read loop reports the outage and reconnects
+            await anyio.sleep(min(refresh_every, self.claim_interval_s))
+
+    async def _refresh_held(self) -> None:
+        if self.held:
+            await self.adapter.refresh(self.stream, self.group, self.consumer, list(self.held))
+
+    async def _claim(self) -> None:
+        cursor = "0-0"
+        while not self.ctx.stopping.is_set():
+            free = self.limit - len(self.held)
+            if free <= 0:
+                return
+            cursor, entries, deleted = await self.adapter.autoclaim(
+                self.stream,
+                self.group,
+                self.consumer,
+                min_idle_ms=self.claim_idle_ms,
+                start=cursor,
+                count=min(free, self.batch_size),
+            )
+            fresh = [e for e in entries if e.id not in self.held]
+            if fresh or deleted:
+                self.ctx.emit(
+                    MessagesClaimed(self.worker.name, self.stream, len(fresh), tuple(deleted))
+                )
+            for entry_id in deleted:
+                await self._account_deleted(entry_id)
+            for entry in fresh:
+                self._accept(entry)
+            if cursor == "0-0":
+                return
+
+    async def _account_deleted(self, entry_id: str) -> None:
+        """A pending entry whose message was trimmed: Redis dropped it; keep a record."""
+        await self.adapter.add(
+            Keys.dead(self.stream),
+            {
+                "error": "entry was deleted from the stream (trimmed) while pending",
+                "deliveries": "0",
+                "failed_at": now_rfc3339(),
+                "original_id": entry_id,
+                "original_stream": self.stream,
+                "group": self.group,
+            },
+        )
+        self.ctx.emit(
+            MessageHandled(
+                self.worker.name,
+                self.stream,
+                entry_id,
+                Outcome.DEAD_LETTERED,
+                0.0,
+                0,
+                "trimmed while pending",
+            )
+        )
+
+    # -- drain -------------------------------------------------------------------
+
+    async def _drain(self) -> None:
+        """Hand back what never started, then let running handlers finish and commit."""
+        await self._hand_back(exclude=self.started)
+        self._buffer_send.close()  # handler loops skip what was handed back, then end
+        self._commit_send.close()  # the committer ends once every handler loop has
+
+    async def _hand_back(self, exclude: set[str]) -> None:
+        """Make our pending messages (but ``exclude``) claimable by a live consumer now.
+
+        Asks Redis rather than trusting ``held``: a read cancelled by the drain
+        may have been delivered into our pending list all the same.
+        """
+        try:
+            pending = await self.adapter.own_pending_ids(self.stream, self.group, self.consumer)
+            ids = [i for i in pending if i not in exclude]
+            if ids:
+                count = await self.adapter.hand_back(self.stream, self.group, self.consumer, ids)
+                self.ctx.emit(MessagesHandedBack(self.worker.name, self.stream, count))
+        except RedisUnavailable:
+            return  # they stay pending and are claimed after CLAIM_IDLE_MS
+        for entry_id in ids:
+            self._release(entry_id)
+
+    async def _forget_self(self) -> None:
+        # If Redis is away, a leftover name is reaped later by a live daemon.
+        with contextlib.suppress(RedisUnavailable):
+            await self.adapter.forget_consumer(self.stream, self.group, self.consumer)

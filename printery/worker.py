@@ -1,0 +1,224 @@
+"""The worker contract, and the base class that turns a message handler into a worker.
+
+A worker is one coroutine, ``serve(ctx, task_status=...)``, plus its name and
+``depends_on``. Its rules, in the manner of suture's ``Service``:
+
+- ``serve`` MUST call ``task_status.started()`` exactly once, when the worker
+  is ready: for a stream worker, once its group exists and its first read is
+  issued. The manager starts dependants only after that.
+- ``serve`` MUST run until ``ctx.stopping`` is set, then stop taking new
+  work, finish what it holds, and return. Returning earlier is a crash.
+- ``serve`` MUST return promptly when cancelled: cancellation is the hard
+  stop at the drain deadline and after a hang. A worker that ignores it is
+  marked ``failed`` and never replaced, since one instance per worker is the rule.
+- ``serve`` SHOULD call ``ctx.beat()`` whenever its loop makes progress, at
+  least once per hang timeout; silence past the timeout counts as a hang.
+- ``serve`` MUST NOT raise for a Redis outage: report ``ctx.degraded()`` and
+  reconnect with backoff, then ``ctx.running()``. It raises
+  :class:`~printery.errors.RedisPermanent` or
+  :class:`~printery.errors.ConfigError` for faults a restart cannot fix, and
+  anything else is a crash that spends restart budget.
+- ``serve`` MUST NOT leave tasks behind: everything it spawns lives in its
+  own task group.
+
+Workers beyond the built-in four come from the ``printery.workers``
+entry-point group, or a ``module:attribute`` given to ``--worker``; either
+names a callable taking :class:`WorkerDeps` and returning a :class:`Worker`.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import anyio
+from anyio.abc import TaskStatus
+
+from printery.adapter import StreamAdapter, Write
+from printery.errors import ConfigError
+from printery.keys import Keys
+from printery.lifecycle import Emit, WorkerState
+from printery.message import Message
+from printery.runtime import StreamConsumer
+from printery.settings import BUILTIN_WORKERS, WORKER_ALIASES, Settings
+
+__all__ = [
+    "BUILTIN_FACTORIES",
+    "ENTRY_POINT_GROUP",
+    "Message",
+    "StreamWorker",
+    "Worker",
+    "WorkerContext",
+    "WorkerDeps",
+    "WorkerFactory",
+    "load_factory",
+    "start_levels",
+]
+
+ENTRY_POINT_GROUP = "printery.workers"
+BUILTIN_FACTORIES = {
+    "validator": "printery.validator:ValidatorWorker",
+    "dependency-checker": "printery.dependency_checker:DependencyCheckerWorker",
+    "health-monitor": "printery.health_monitor:HealthMonitorWorker",
+    "notifier": "printery.notifier:NotifierWorker",
+}
+assert set(BUILTIN_FACTORIES) == set(BUILTIN_WORKERS)
+
+
+@dataclass(slots=True)
+class WorkerContext:
+    """What a worker run gets from the manager: its stop signal, beacon and state."""
+
+    name: str
+    emit: Emit
+    on_state: Callable[[WorkerState, str], None]
+    clock: Callable[[], float] = time.monotonic
+    stopping: anyio.Event = field(default_factory=anyio.Event)
+    last_beat: float = field(default=0.0)
+
+    def __post_init__(self) -> None:
+        self.last_beat = self.clock()
+
+    def beat(self) -> None:
+        self.last_beat = self.clock()
+
+    def running(self) -> None:
+        self.on_state(WorkerState.RUNNING, "")
+
+    def degraded(self, reason: str) -> None:
+        self.on_state(WorkerState.DEGRADED, reason)
+
+
+@runtime_checkable
+class Worker(Protocol):
+    """A supervised unit of work; see the module docstring for its rules."""
+
+    name: str
+    depends_on: tuple[str, ...]
+
+    async def serve(self, ctx: WorkerContext, *, task_status: TaskStatus[None]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerDeps:
+    """What the daemon hands a worker factory."""
+
+    settings: Settings
+    adapter: StreamAdapter
+    keys: Keys
+    consumer: str
+
+
+WorkerFactory = Callable[[WorkerDeps], Worker]
+
+
+class StreamWorker(abc.ABC):
+    """A worker that consumes one stream through a consumer group, one handler call per message.
+
+    Subclasses set ``name``, ``stream_of`` and ``depends_on``, and implement
+    :meth:`handle`, which returns the writes (output events, registry and
+    timeline updates) to commit together with the ack. It raises
+    :class:`~printery.errors.RetryLater` for a transient failure or
+    :class:`~printery.errors.Permanent` to dead-letter; any other exception
+    is treated as transient and counted toward ``MAX_DELIVERIES``.
+    """
+
+    name: ClassVar[str]
+    depends_on: tuple[str, ...] = ()
+    default_concurrency: ClassVar[int] = 1
+
+    def __init__(self, deps: WorkerDeps) -> None:
+        self.deps = deps
+        self.settings = deps.settings
+        self.keys = deps.keys
+        self.concurrency = deps.settings.concurrency_for(self.name, self.default_concurrency)
+        self.hang_timeout = deps.settings.hang_timeout_for(self.name)
+        self.consumer: StreamConsumer | None = None
+
+    @property
+    def group(self) -> str:
+        return self.name
+
+    @property
+    @abc.abstractmethod
+    def stream(self) -> str:
+        """The input stream."""
+
+    @property
+    def max_in_flight(self) -> int:
+        """Messages read but not yet acked: running handlers plus a read-ahead buffer."""
+        return self.concurrency + self.settings.batch_size
+
+    @abc.abstractmethod
+    async def handle(self, message: Message) -> Sequence[Write]:
+        """Handle one message; return what to write atomically with its ack."""
+
+    async def serve(self, ctx: WorkerContext, *, task_status: TaskStatus[None]) -> None:
+        self.consumer = StreamConsumer(self, self.deps, ctx)
+        await self.consumer.run(task_status=task_status)
+
+
+def _resolve(path: str) -> Any:
+    module_name, _, attribute = path.partition(":")
+    if not module_name or not attribute:
+        raise ValueError(f"{path!r} is not module:attribute")
+    target: Any = importlib.import_module(module_name)
+    for part in attribute.split("."):
+        target = getattr(target, part)
+    return target
+
+
+def load_factory(name: str, extra: Mapping[str, str] | None = None) -> WorkerFactory:
+    """Find a worker factory by name: built-in, entry point, or ``module:attribute``."""
+    name = WORKER_ALIASES.get(name, name)
+    path = (extra or {}).get(name) or BUILTIN_FACTORIES.get(name)
+    if path is None and ":" not in name:
+        found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
+        if not found:
+            known = sorted(
+                {*BUILTIN_FACTORIES, *(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))}
+            )
+            raise ConfigError(
+                "WORKER_MODE",
+                f"unknown worker {name!r} (known: {', '.join(known)}, or a module:attribute path)",
+            )
+        path = found[0].value
+    try:
+        factory = _resolve(path or name)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ConfigError("WORKER_MODE", f"cannot load worker {name!r}: {exc}") from None
+    if not callable(factory):
+        raise ConfigError("WORKER_MODE", f"worker {name!r} ({path or name}) is not callable")
+    return factory  # type: ignore[no-any-return]  # checked callable; the factory's type is the contract
+
+
+def start_levels(workers: Sequence[Worker], known: set[str]) -> list[list[Worker]]:
+    """Group workers into start levels by ``depends_on``; ConfigError on a cycle or unknown name.
+
+    A dependency on a known worker that is not selected here (it runs in
+    another process, say) only drops out of the ordering.
+    """
+    by_name = {w.name: w for w in workers}
+    for worker in workers:
+        for dep in worker.depends_on:
+            if dep not in by_name and dep not in known:
+                raise ConfigError(
+                    "WORKER_MODE", f"worker {worker.name!r} depends on unknown worker {dep!r}"
+                )
+    levels: list[list[Worker]] = []
+    placed: set[str] = set()
+    remaining = list(workers)
+    while remaining:
+        level = [w for w in remaining if {d for d in w.depends_on if d in by_name} <= placed]
+        if not level:
+            cycle = ", ".join(sorted(w.name for w in remaining))
+            raise ConfigError("WORKER_MODE", f"dependency cycle among workers: {cycle}")
+        levels.append(level)
+        placed.update(w.name for w in level)
+        remaining = [w for w in remaining if w.name not in placed]
+    return levels
