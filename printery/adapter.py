@@ -92,6 +92,19 @@ if not p[1] or p[1][2] ~= ARGV[2] then return false end
 return redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3])
 """
 
+_HEARTBEAT = """
+local current = redis.call('GET', KEYS[1])
+if current and not string.find(current, ARGV[1], 1, true) then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+"""
+
+_RELEASE = """
+local current = redis.call('GET', KEYS[1])
+if current and string.find(current, ARGV[1], 1, true) then redis.call('DEL', KEYS[1]) end
+return 1
+"""
+
 _FORGET_CONSUMER = """
 local p = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
 if #p > 0 then return -1 end
@@ -213,6 +226,8 @@ class StreamAdapter:
         self._refresh = client.register_script(_REFRESH)
         self._reclaim = client.register_script(_RECLAIM)
         self._forget = client.register_script(_FORGET_CONSUMER)
+        self._heartbeat = client.register_script(_HEARTBEAT)
+        self._release = client.register_script(_RELEASE)
         self._reap = client.register_script(_REAP_CONSUMERS)
 
     async def ping(self) -> None:
@@ -386,3 +401,21 @@ class StreamAdapter:
                     int(info["consumers"]),
                 )
         return None
+
+    async def heartbeat(self, key: str, token: str, value: str, ttl_ms: int) -> bool:
+        """Write our heartbeat record unless another process (another token) holds the key."""
+        with translated():
+            return int(await self._heartbeat(keys=[key], args=[token, value, ttl_ms])) == 1
+
+    async def release_heartbeat(self, key: str, token: str) -> None:
+        with translated():
+            await self._release(keys=[key], args=[token])
+
+    async def heartbeats(self, pattern: str) -> list[bytes]:
+        """Every live heartbeat record matching ``pattern``."""
+        with translated():
+            keys = [k async for k in self.client.scan_iter(match=pattern, count=500)]
+            if not keys:
+                return []
+            values: list[Any] = await self.client.mget(keys)
+        return [v for v in values if v is not None]

@@ -158,7 +158,7 @@ class Hub:
         for index, sink in enumerate(self._sinks):
             try:
                 sink(event)
-            except Exception:
+            except Exception:  # noqa: BLE001 - a sink must not break the core
                 if index not in self._broken:
                     self._broken.add(index)
                     traceback.print_exc()

@@ -103,7 +103,13 @@ class StreamConsumer:
     # -- the run ---------------------------------------------------------------
 
     async def run(self, *, task_status: TaskStatus[None]) -> None:
-        await self._reconnecting(lambda: self.adapter.ensure_group(self.stream, self.group))
+        # Redis may be away at start: keep trying, but a drain request ends the wait.
+        async with anyio.create_task_group() as startup:
+            startup.start_soon(self._cancel_on_stop, startup.cancel_scope)
+            await self._reconnecting(lambda: self.adapter.ensure_group(self.stream, self.group))
+            startup.cancel_scope.cancel()
+        if self.ctx.stopping.is_set():
+            return
         drained = False
         try:
             async with anyio.create_task_group() as main:
@@ -129,6 +135,10 @@ class StreamConsumer:
                     await self._hand_back(exclude=set())
         with anyio.move_on_after(2):
             await self._forget_self()
+
+    async def _cancel_on_stop(self, scope: anyio.CancelScope) -> None:
+        await self.ctx.stopping.wait()
+        scope.cancel()
 
     async def _stop_watcher(self) -> None:
         await self.ctx.stopping.wait()
@@ -262,7 +272,7 @@ class StreamConsumer:
             await self._dead_letter(entry, str(exc), commits, started)
         except RetryLater as exc:
             await self._retry(entry, exc.reason, commits, started)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - one bad message must never crash the worker
             reason = f"handler raised {type(exc).__name__}: {exc}"
             self.ctx.emit(
                 HandlerRaised(

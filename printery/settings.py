@@ -82,7 +82,7 @@ class Settings(BaseSettings):
     hang_timeout: float = Field(60.0, gt=0, le=86400)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     environment: Literal["development", "staging", "production"] = "development"
-    http_host: str = "0.0.0.0"
+    http_host: str = "0.0.0.0"  # noqa: S104 - probes reach a container on every interface
     http_port: int = Field(8080, ge=0, le=65535)
     stream_prefix: str = Field(
         "printery", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$"

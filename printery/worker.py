@@ -45,7 +45,7 @@ from printery.keys import Keys
 from printery.lifecycle import Emit, WorkerState
 from printery.message import Message
 from printery.runtime import StreamConsumer
-from printery.settings import BUILTIN_WORKERS, WORKER_ALIASES, Settings
+from printery.settings import WORKER_ALIASES, Settings
 
 __all__ = [
     "BUILTIN_FACTORIES",
@@ -67,7 +67,6 @@ BUILTIN_FACTORIES = {
     "health-monitor": "printery.health_monitor:HealthMonitorWorker",
     "notifier": "printery.notifier:NotifierWorker",
 }
-assert set(BUILTIN_FACTORIES) == set(BUILTIN_WORKERS)
 
 
 @dataclass(slots=True)

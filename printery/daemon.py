@@ -1,0 +1,276 @@
+"""``printery-workers``: the daemon's entry point and wiring.
+
+::
+
+    parse flags ─► settings (bad: one line, exit 2) ─► logging ─► Redis ping
+      (bad credentials: exit 2; unreachable: start degraded) ─► build workers
+      (unknown, cycle: exit 2) ─► HTTP server ─► claim CONSUMER_NAME (taken: exit 2)
+      ─► start_all ─► … ─► SIGTERM/SIGINT ─► stop_all (drain) ─► release heartbeat,
+      close Redis ─► stop HTTP last ─► exit 0   (a second signal: exit 128+signal now)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+import anyio
+import stamina.instrumentation
+
+from printery import __version__
+from printery.adapter import GroupStats, StreamAdapter, connect
+from printery.errors import ConfigError, ConsumerNameTaken, RedisPermanent, RedisUnavailable
+from printery.heartbeat import Heartbeat
+from printery.keys import Keys
+from printery.lifecycle import Hub
+from printery.logs import configure_logging, get_logger, log_sink
+from printery.manager import WorkerManager
+from printery.metrics import Metrics
+from printery.restarts import RestartPolicy
+from printery.settings import BUILTIN_WORKERS, Settings, load_settings
+from printery.web import Endpoints
+from printery.worker import StreamWorker, Worker, WorkerDeps, load_factory
+
+__all__ = ["build_parser", "main", "run"]
+
+_FLAGS: dict[str, tuple[str, Any, str]] = {
+    # flag: (settings field, type, help)
+    "--redis-url": ("redis_url", str, "redis://, rediss:// or unix:// URL [REDIS_URL]"),
+    "--worker": (
+        "worker_mode",
+        str,
+        "all, or comma-separated workers (validator, dependency-checker, "
+        "health-monitor, notifier, or module:attribute) [WORKER_MODE]",
+    ),
+    "--max-restarts": ("max_restart_attempts", int, "restarts per window [MAX_RESTART_ATTEMPTS]"),
+    "--backoff": ("restart_backoff_ms", int, "first restart delay, ms [RESTART_BACKOFF_MS]"),
+    "--health-check-interval": (
+        "health_check_interval",
+        float,
+        "seconds between health passes [HEALTH_CHECK_INTERVAL]",
+    ),
+    "--shutdown-timeout": (
+        "shutdown_timeout",
+        float,
+        "seconds the drain may take [SHUTDOWN_TIMEOUT]",
+    ),
+    "--restart-window": (
+        "restart_window",
+        float,
+        "seconds running before restarts reset [RESTART_WINDOW]",
+    ),
+    "--log-level": ("log_level", str, "debug, info, warn, error [LOG_LEVEL]"),
+    "--environment": ("environment", str, "development, staging, production [ENVIRONMENT]"),
+    "--http-host": ("http_host", str, "address of /health, /ready, /metrics [HTTP_HOST]"),
+    "--http-port": ("http_port", int, "port of the endpoints; 0 disables [HTTP_PORT]"),
+    "--stream-prefix": ("stream_prefix", str, "prefix of every Redis key [STREAM_PREFIX]"),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="printery-workers",
+        description="Run printery's Redis Streams workers under supervision.",
+    )
+    for flag, (field, kind, text) in _FLAGS.items():
+        parser.add_argument(
+            flag,
+            dest=field,
+            type=str if kind is not str else kind,
+            default=None,
+            help=text,
+            metavar=field.upper(),
+        )
+    parser.add_argument(
+        "--supervised",
+        dest="supervised_mode",
+        action="store_const",
+        const=True,
+        default=None,
+        help="restart crashed or hung workers in-process [SUPERVISED_MODE]",
+    )
+    parser.add_argument("--version", action="version", version=f"printery {__version__}")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    sys.exit(run(argv))
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Parse, validate, run; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(vars(args))
+    except ConfigError as exc:
+        print(f"printery-workers: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.environment)
+    # Reconnects are reported through printery's own events, not stamina's log lines.
+    stamina.instrumentation.set_on_retry_hooks([])
+    try:
+        return anyio.run(_serve, settings)
+    except (ConfigError, ConsumerNameTaken, RedisPermanent) as exc:
+        print(f"printery-workers: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # pragma: no cover - signals are handled in the loop
+        return 130
+
+
+def _build_workers(settings: Settings, deps: WorkerDeps) -> list[Worker]:
+    workers: list[Worker] = []
+    for name in settings.workers:
+        worker = load_factory(name)(deps)
+        if not isinstance(worker, Worker):
+            raise ConfigError("WORKER_MODE", f"{name!r} did not build a worker")
+        workers.append(worker)
+    return workers
+
+
+async def _serve(settings: Settings) -> int:
+    log = get_logger(consumer=settings.consumer_name)
+    keys = Keys(settings.stream_prefix)
+    hub = Hub([log_sink(settings.consumer_name)])
+    client = connect(
+        settings.redis_url,
+        socket_timeout=settings.redis_socket_timeout,
+        connect_timeout=settings.redis_connect_timeout,
+        client_name=f"printery:{settings.consumer_name}",
+    )
+    adapter = StreamAdapter(client)
+    deps = WorkerDeps(settings, adapter, keys, settings.consumer_name)
+    workers = _build_workers(settings, deps)  # configuration errors first, before any I/O
+    try:
+        await adapter.ping()
+    except RedisUnavailable as exc:
+        log.warning(
+            "printery.redis_unavailable_at_start",
+            error=str(exc),
+            redis_url=settings.redis_url_redacted,
+        )
+    manager = WorkerManager(
+        emit=hub,
+        supervised=settings.supervised_mode,
+        policy=RestartPolicy(
+            max_restarts=settings.max_restart_attempts,
+            backoff_s=settings.restart_backoff_ms / 1000,
+            backoff_max_s=settings.restart_backoff_max_ms / 1000,
+            window_s=settings.restart_window,
+        ),
+        health_check_interval=settings.health_check_interval,
+        shutdown_timeout=settings.shutdown_timeout,
+        known_workers=set(BUILTIN_WORKERS),
+    )
+    for worker in workers:
+        hang = (
+            worker.hang_timeout
+            if isinstance(worker, StreamWorker)
+            else settings.hang_timeout_for(worker.name)
+        )
+        manager.register(worker, hang_timeout=hang)
+
+    stats: list[GroupStats] = []
+
+    async def refresh_stats() -> None:
+        fresh = []
+        for worker in workers:
+            if isinstance(worker, StreamWorker):
+                found = await adapter.group_stats(worker.stream, worker.group)
+                if found is not None:
+                    fresh.append(found)
+        stats[:] = fresh
+
+    async def redis_ok() -> bool:
+        try:
+            await adapter.ping()
+        except (RedisUnavailable, RedisPermanent):
+            return False
+        return True
+
+    metrics = Metrics(manager.status, lambda: stats)
+    hub.subscribe(metrics.sink)
+    heartbeat = Heartbeat(
+        adapter,
+        keys.heartbeat(settings.consumer_name),
+        settings.consumer_name,
+        settings.heartbeat_interval,
+        manager.status,
+    )
+    hub.subscribe(heartbeat.sink)
+    endpoints = Endpoints(
+        manager,
+        metrics,
+        consumer=settings.consumer_name,
+        redis_ok=redis_ok,
+        refresh_stats=refresh_stats,
+    )
+    if settings.http_port:
+        await endpoints.start(settings.http_host, settings.http_port)
+    try:
+        # Redis away at start: the heartbeat loop writes the record when it returns.
+        with contextlib.suppress(RedisUnavailable):
+            await heartbeat.claim()
+        code = await _supervise(settings, manager, heartbeat, log, endpoints.port)
+        await heartbeat.release()
+        await adapter.close()
+        return code
+    finally:
+        await endpoints.stop()
+
+
+async def _supervise(
+    settings: Settings, manager: WorkerManager, heartbeat: Heartbeat, log: Any, port: int | None
+) -> int:
+    shutdown = anyio.Event()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_watch_signals, shutdown, log)
+        await tg.start(manager.run)
+        tg.start_soon(heartbeat.run)
+        tg.start_soon(manager.start_all)
+        log.info(
+            "printery.daemon_started",
+            version=__version__,
+            pid=os.getpid(),
+            workers=[w.name for w in manager.workers()],
+            supervised=settings.supervised_mode,
+            http_port=port,
+            redis_url=settings.redis_url_redacted,
+        )
+        async with anyio.create_task_group() as first:
+
+            async def wait(event: anyio.Event) -> None:
+                await event.wait()
+                first.cancel_scope.cancel()
+
+            first.start_soon(wait, shutdown)
+            first.start_soon(wait, manager.fatal)
+        log.info(
+            "printery.drain_started",
+            reason="signal" if shutdown.is_set() else "fatal",
+            timeout_s=settings.shutdown_timeout,
+        )
+        await manager.stop_all()
+        tg.cancel_scope.cancel()
+    log.info("printery.daemon_stopped", exit_code=manager.exit_code)
+    return manager.exit_code
+
+
+async def _watch_signals(shutdown: anyio.Event, log: Any) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            if shutdown.is_set():
+                # Second signal: the operator wants out now. Messages in flight stay pending.
+                log.warning("printery.forced_exit", signal=signal.Signals(signum).name)
+                os._exit(128 + signum)
+            log.info("printery.signal_received", signal=signal.Signals(signum).name)
+            shutdown.set()

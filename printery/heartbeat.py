@@ -1,0 +1,115 @@
+"""Heartbeats: each daemon's record in Redis, with a TTL, that ``printery status`` reads.
+
+The record doubles as the lock on ``CONSUMER_NAME``: it carries a random token,
+and a second process with the same name finds a live record with another
+token and refuses to start, instead of silently sharing one consumer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+
+import anyio
+
+from printery import __version__
+from printery.adapter import StreamAdapter
+from printery.envelope import now_rfc3339
+from printery.errors import ConsumerNameTaken, RedisUnavailable
+from printery.lifecycle import LifecycleEvent, MessageHandled, Outcome
+from printery.manager import WorkerStatus
+
+__all__ = ["Heartbeat"]
+
+
+class Heartbeat:
+    """Writes this daemon's record every ``interval`` seconds; TTL three intervals."""
+
+    def __init__(
+        self,
+        adapter: StreamAdapter,
+        key: str,
+        consumer: str,
+        interval: float,
+        status: Callable[[], Mapping[str, WorkerStatus]],
+    ) -> None:
+        self.adapter = adapter
+        self.key = key
+        self.consumer = consumer
+        self.interval = interval
+        self.ttl_ms = int(interval * 3000)
+        self.status = status
+        self.token = secrets.token_hex(8)
+        self.started_at = now_rfc3339()
+        self.started_mono = time.monotonic()
+        self.counts: Counter[tuple[str, str]] = Counter()
+
+    def sink(self, event: LifecycleEvent) -> None:
+        if isinstance(event, MessageHandled) and event.outcome is not Outcome.RETRIED:
+            self.counts[event.worker, event.outcome.value] += 1
+
+    def record(self) -> str:
+        workers = {
+            name: {
+                "state": s.state.value,
+                "restarts": s.restarts,
+                "uptime_s": round(s.uptime_s, 1),
+                "processed": self.counts[name, Outcome.ACKED.value],
+                "failed": self.counts[name, Outcome.DEAD_LETTERED.value],
+                "reason": s.reason,
+            }
+            for name, s in self.status().items()
+        }
+        return json.dumps(
+            {
+                "token": self.token,
+                "consumer": self.consumer,
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "version": __version__,
+                "started_at": self.started_at,
+                "uptime_s": round(time.monotonic() - self.started_mono, 1),
+                "updated_at": now_rfc3339(),
+                "interval_s": self.interval,
+                "workers": workers,
+            }
+        )
+
+    async def claim(self) -> None:
+        """Take the consumer name; waits out a stale record of a process that just died.
+
+        Raises ConsumerNameTaken when a live daemon keeps the record fresh.
+        """
+        deadline = time.monotonic() + self.ttl_ms / 1000 + self.interval
+        while not await self.adapter.heartbeat(self.key, self.token, self.record(), self.ttl_ms):
+            if time.monotonic() > deadline:
+                raise ConsumerNameTaken(
+                    f"CONSUMER_NAME {self.consumer!r} is in use by another live daemon "
+                    f"(heartbeat {self.key}); give each process its own name"
+                )
+            await anyio.sleep(self.interval / 2)
+
+    async def run(self) -> None:
+        while True:
+            await anyio.sleep(self.interval)
+            try:
+                if not await self.adapter.heartbeat(
+                    self.key, self.token, self.record(), self.ttl_ms
+                ):
+                    # Redis lost our record (flushed) and another process took the name.
+                    raise ConsumerNameTaken(
+                        f"CONSUMER_NAME {self.consumer!r} was taken by another daemon"
+                    )
+            except RedisUnavailable:
+                continue  # the workers report the outage; the record returns with Redis
+
+    async def release(self) -> None:
+        try:
+            await self.adapter.release_heartbeat(self.key, self.token)
+        except RedisUnavailable:
+            return  # the record expires with its TTL

@@ -1,0 +1,139 @@
+"""Logging: structlog, JSON lines in production, console rendering in development.
+
+:func:`log_sink` turns lifecycle events into namespaced log events
+(``printery.worker_restart_scheduled``, ``worker=…, attempt=…, delay_s=…``).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import structlog
+
+from printery.lifecycle import (
+    ConsumersReaped,
+    HandlerRaised,
+    LifecycleEvent,
+    MessageHandled,
+    MessagesClaimed,
+    MessagesHandedBack,
+    Outcome,
+    RedisConnectivity,
+    WorkerCrashed,
+    WorkerFailed,
+    WorkerRestartScheduled,
+    WorkerStateChanged,
+)
+
+__all__ = ["configure_logging", "get_logger", "log_sink"]
+
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+
+
+def configure_logging(level: str = "info", environment: str = "development") -> None:
+    """Configure structlog once per process; production writes one JSON object per line."""
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if environment == "production"
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.dict_tracebacks
+            if environment == "production"
+            else structlog.dev.set_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(**context: Any) -> Any:
+    return structlog.get_logger(**context)
+
+
+def log_sink(consumer: str) -> Any:
+    """A lifecycle sink that logs each event with its context."""
+    log = get_logger(consumer=consumer)
+
+    def sink(event: LifecycleEvent) -> None:
+        match event:
+            case WorkerStateChanged(worker, old, new, reason):
+                log.info(
+                    "printery.worker_state",
+                    worker=worker,
+                    old=old.value,
+                    state=new.value,
+                    reason=reason,
+                )
+            case WorkerCrashed(worker, kind, error):
+                log.error("printery.worker_crashed", worker=worker, kind=kind, error=error)
+            case WorkerRestartScheduled(worker, attempt, delay_s):
+                log.warning(
+                    "printery.worker_restart_scheduled",
+                    worker=worker,
+                    attempt=attempt,
+                    delay_s=round(delay_s, 3),
+                )
+            case WorkerFailed(worker, reason):
+                log.error("printery.worker_failed", worker=worker, reason=reason)
+            case MessageHandled(
+                worker, stream, message_id, outcome, duration_s, deliveries, reason
+            ):
+                level = "debug" if outcome is Outcome.ACKED else "warning"
+                getattr(log, level)(
+                    f"printery.message_{outcome.value}",
+                    worker=worker,
+                    stream=stream,
+                    message_id=message_id,
+                    deliveries=deliveries,
+                    duration_s=round(duration_s, 4),
+                    reason=reason or None,
+                )
+            case HandlerRaised(worker, stream, message_id, error, trace):
+                log.error(
+                    "printery.handler_raised",
+                    worker=worker,
+                    stream=stream,
+                    message_id=message_id,
+                    error=error,
+                    traceback=trace,
+                )
+            case MessagesClaimed(worker, stream, count, deleted):
+                log.info(
+                    "printery.messages_claimed",
+                    worker=worker,
+                    stream=stream,
+                    count=count,
+                    deleted_ids=list(deleted) or None,
+                )
+            case MessagesHandedBack(worker, stream, count):
+                log.info("printery.messages_handed_back", worker=worker, stream=stream, count=count)
+            case ConsumersReaped(worker, stream, consumers):
+                log.info(
+                    "printery.consumers_reaped",
+                    worker=worker,
+                    stream=stream,
+                    consumers=list(consumers),
+                )
+            case RedisConnectivity(worker, up, error, attempt, _):
+                if up:
+                    log.info("printery.redis_reconnected", worker=worker, attempts=attempt)
+                else:
+                    log.warning(
+                        "printery.redis_unavailable", worker=worker, attempt=attempt, error=error
+                    )
+
+    return sink

@@ -1,0 +1,142 @@
+"""Prometheus metrics on a registry owned by the app instance, fed by lifecycle events.
+
+Counters and the histogram follow events; gauges that describe *now*
+(worker up, uptime, stream lag) are read at scrape time, so they are never stale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from printery import __version__
+from printery.adapter import GroupStats
+from printery.lifecycle import (
+    HandlerRaised,
+    LifecycleEvent,
+    MessageHandled,
+    RedisConnectivity,
+    WorkerCrashed,
+    WorkerRestartScheduled,
+    WorkerState,
+)
+from printery.manager import WorkerStatus
+
+__all__ = ["Metrics"]
+
+_DURATION_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+)
+
+
+class _LiveCollector(Collector):
+    """Worker and stream gauges computed at scrape time."""
+
+    def __init__(
+        self,
+        status: Callable[[], Mapping[str, WorkerStatus]],
+        streams: Callable[[], Iterable[GroupStats]],
+    ) -> None:
+        self._status = status
+        self._streams = streams
+
+    def collect(self) -> Iterable[Metric]:
+        up = GaugeMetricFamily(
+            "printery_worker_up", "1 when the worker is running", labels=["worker"]
+        )
+        uptime = GaugeMetricFamily(
+            "printery_worker_uptime_seconds",
+            "Seconds since the worker last started running",
+            labels=["worker"],
+        )
+        state = GaugeMetricFamily(
+            "printery_worker_state", "1 for the worker's current state", labels=["worker", "state"]
+        )
+        for name, status in self._status().items():
+            up.add_metric([name], 1.0 if status.state is WorkerState.RUNNING else 0.0)
+            uptime.add_metric([name], status.uptime_s)
+            for candidate in WorkerState:
+                state.add_metric([name, candidate.value], float(status.state is candidate))
+        pending = GaugeMetricFamily(
+            "printery_stream_pending", "Entries delivered, not acked", labels=["stream", "group"]
+        )
+        lag = GaugeMetricFamily(
+            "printery_stream_lag",
+            "Entries not yet delivered to the group",
+            labels=["stream", "group"],
+        )
+        length = GaugeMetricFamily(
+            "printery_stream_length", "Entries in the stream", labels=["stream"]
+        )
+        for stats in self._streams():
+            pending.add_metric([stats.stream, stats.group], stats.pending)
+            if stats.lag is not None:
+                lag.add_metric([stats.stream, stats.group], stats.lag)
+            length.add_metric([stats.stream], stats.length)
+        yield from (up, uptime, state, pending, lag, length)
+
+
+class Metrics:
+    """Every metric of DESIGN §4; ``sink`` subscribes to the lifecycle hub."""
+
+    def __init__(
+        self,
+        status: Callable[[], Mapping[str, WorkerStatus]],
+        streams: Callable[[], Iterable[GroupStats]],
+    ) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.messages = Counter(
+            "printery_messages", "Messages handled, by outcome", ["worker", "outcome"], registry=r
+        )
+        self.duration = Histogram(
+            "printery_message_duration_seconds",
+            "Time from handler start to commit",
+            ["worker"],
+            buckets=_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.restarts = Counter(
+            "printery_worker_restarts", "Worker restarts", ["worker"], registry=r
+        )
+        self.errors = Counter(
+            "printery_worker_errors", "Worker crashes and handler errors", ["worker"], registry=r
+        )
+        self.redis_up = Gauge(
+            "printery_redis_up", "1 when Redis answered the last attempt", registry=r
+        )
+        self.build = Info("printery_build", "The running printery", registry=r)
+        self.build.info({"version": __version__})
+        self.redis_up.set(1)
+        r.register(_LiveCollector(status, streams))
+
+    def sink(self, event: LifecycleEvent) -> None:
+        match event:
+            case MessageHandled(worker=worker, outcome=outcome, duration_s=duration):
+                self.messages.labels(worker, outcome.value).inc()
+                self.duration.labels(worker).observe(duration)
+            case WorkerRestartScheduled(worker=worker):
+                self.restarts.labels(worker).inc()
+            case WorkerCrashed(worker=worker) | HandlerRaised(worker=worker):
+                self.errors.labels(worker).inc()
+            case RedisConnectivity(up=up):
+                self.redis_up.set(1 if up else 0)

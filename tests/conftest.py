@@ -1,0 +1,71 @@
+"""Fixtures for every tier: a session redis-server, per-test key prefixes, fakeredis."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import fakeredis
+import pytest
+import stamina.instrumentation
+
+from printery.adapter import StreamAdapter, connect
+from tests.support.redis_server import RedisServer
+
+
+@pytest.fixture(autouse=True)
+def _quiet_stamina() -> None:
+    stamina.instrumentation.set_on_retry_hooks([])
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server for the session; tests isolate by key prefix, never FLUSHALL."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test's own, for tests that stop, pause or restart it."""
+    server = RedisServer(tmp_path / "redis", appendonly=True)
+    server.start()
+    yield server
+    if server.process is not None and server.process.poll() is None:
+        server.resume()
+    server.stop()
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A stream prefix unique to this test."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+async def real_adapter(redis_server: RedisServer) -> AsyncIterator[StreamAdapter]:
+    adapter = StreamAdapter(connect(redis_server.url, socket_timeout=5, connect_timeout=2))
+    yield adapter
+    await adapter.close()
+
+
+@pytest.fixture
+async def fake_adapter() -> AsyncIterator[StreamAdapter]:
+    adapter = StreamAdapter(fakeredis.FakeAsyncRedis())
+    yield adapter
+    await adapter.close()
+
+
+@pytest.fixture(params=["fakeredis", "redis-server"])
+async def adapter(request: pytest.FixtureRequest) -> AsyncIterator[StreamAdapter]:
+    """The contract suite's backend: every adapter test runs on both, unchanged."""
+    if request.param == "fakeredis":
+        backend = StreamAdapter(fakeredis.FakeAsyncRedis())
+    else:
+        server: RedisServer = request.getfixturevalue("redis_server")
+        backend = StreamAdapter(connect(server.url, socket_timeout=5, connect_timeout=2))
+    yield backend
+    await backend.close()
