@@ -138,6 +138,7 @@ class StreamWorker(abc.ABC):
         self.concurrency = deps.settings.concurrency_for(self.name, self.default_concurrency)
         self.hang_timeout = deps.settings.hang_timeout_for(self.name)
         self.consumer: StreamConsumer | None = None
+        self.ctx: WorkerContext | None = None
 
     @property
     def group(self) -> str:
@@ -153,11 +154,17 @@ class StreamWorker(abc.ABC):
         """Messages read but not yet acked: running handlers plus a read-ahead buffer."""
         return self.concurrency + self.settings.batch_size
 
+    def beat(self) -> None:
+        """Report progress from a long handler (a health poll, a re-check) to the hang detector."""
+        if self.ctx is not None:
+            self.ctx.beat()
+
     @abc.abstractmethod
     async def handle(self, message: Message) -> Sequence[Write]:
         """Handle one message; return what to write atomically with its ack."""
 
     async def serve(self, ctx: WorkerContext, *, task_status: TaskStatus[None]) -> None:
+        self.ctx = ctx
         self.consumer = StreamConsumer(self, self.deps, ctx)
         await self.consumer.run(task_status=task_status)
 
