@@ -200,13 +200,19 @@ def translated() -> Iterator[None]:
 def connect(
     url: str, *, socket_timeout: float, connect_timeout: float, client_name: str | None = None
 ) -> aioredis.Redis:
-    """A client that fails fast: one socket timeout, no hidden retries, raw bytes."""
+    """A client that fails fast: one socket timeout, raw bytes.
+
+    The only retry is one immediate reconnect on a closed connection (a pooled
+    socket the server dropped, say after a restart). Timeouts are never retried
+    here, so a stalled Redis is noticed within one socket timeout; the runtime
+    reconnects with backoff, and its commit script is safe to send twice.
+    """
     return aioredis.Redis.from_url(
         url,
         decode_responses=False,
         socket_timeout=socket_timeout,
         socket_connect_timeout=connect_timeout,
-        retry=Retry(NoBackoff(), 0),
+        retry=Retry(NoBackoff(), 1, supported_errors=(rex.ConnectionError,)),
         retry_on_timeout=False,
         health_check_interval=0,
         client_name=client_name,

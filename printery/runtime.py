@@ -58,7 +58,6 @@ __all__ = ["StreamConsumer"]
 T = TypeVar("T")
 
 _COMMIT_BATCH = 256
-_RETRY_BACKOFF_S = (1.0, 30.0)  # first and largest delay before a RetryLater redelivery
 _RECONNECT_S = (0.1, 5.0)  # first and largest delay between reconnect attempts
 
 
@@ -88,6 +87,10 @@ class StreamConsumer:
         self.claim_interval_s = settings.claim_interval_s
         self.reap_idle_ms = int(settings.consumer_idle_timeout * 1000)
         self.max_deliveries = settings.max_deliveries
+        self.retry_backoff_s = (
+            settings.retry_backoff_ms / 1000,
+            settings.retry_backoff_max_ms / 1000,
+        )
         self.limit = worker.max_in_flight
         self.held: dict[str, Entry] = {}
         self.started: set[str] = set()
@@ -246,8 +249,8 @@ class StreamConsumer:
     ) -> None:
         async with buffer, commits:
             async for entry in buffer:
-                if entry.id not in self.held:
-                    continue  # handed back or released while it waited
+                if entry.id not in self.held or self.ctx.stopping.is_set():
+                    continue  # draining: nothing new starts; it is handed back instead
                 self.started.add(entry.id)
                 await self._process(entry, commits)
                 self.ctx.beat()
@@ -332,7 +335,8 @@ class StreamConsumer:
                 reason,
             )
         )
-        delay = min(_RETRY_BACKOFF_S[1], _RETRY_BACKOFF_S[0] * 2 ** (entry.deliveries - 1))
+        first, cap = self.retry_backoff_s
+        delay = min(cap, first * 2.0 ** (entry.deliveries - 1))
         self._side.start_soon(self._redeliver, entry, delay)
 
     async def _redeliver(self, entry: Entry, delay: float) -> None:

@@ -91,6 +91,8 @@ class Settings(BaseSettings):
     claim_idle_ms: int = Field(60000, ge=100, le=86_400_000)
     claim_interval_ms: int | None = Field(None, ge=50, le=3_600_000)
     max_deliveries: int = Field(5, ge=1, le=1000)
+    retry_backoff_ms: int = Field(1000, ge=0, le=3_600_000)
+    retry_backoff_max_ms: int = Field(30000, ge=0, le=3_600_000)
     batch_size: int = Field(100, ge=1, le=10000)
     block_ms: int = Field(1000, ge=1, le=60000)
     redis_socket_timeout: float = Field(5.0, gt=0, le=300)

@@ -23,8 +23,9 @@ def handled(events: list[LifecycleEvent]) -> list[MessageHandled]:
 
 
 def _deps(adapter: StreamAdapter, prefix: str, consumer: str = "c1", **env: str) -> WorkerDeps:
-    settings = load_settings({}, {"STREAM_PREFIX": prefix, "BLOCK_MS": "200",
-                                  "CLAIM_IDLE_MS": "2000", **env})
+    settings = load_settings(
+        {}, {"STREAM_PREFIX": prefix, "BLOCK_MS": "200", "CLAIM_IDLE_MS": "2000", **env}
+    )
     return WorkerDeps(settings, adapter, Keys(prefix), consumer)
 
 

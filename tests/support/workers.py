@@ -41,6 +41,8 @@ class EchoWorker(StreamWorker):
         self.calls.append((message.id, message.deliveries))
         if self.handling is not None:
             self.handling.set()
+        if message.problems:
+            raise Permanent("; ".join(message.problems))
         fields = message.fields
         if "sleep" in fields:
             await anyio.sleep(float(fields["sleep"]))
@@ -51,9 +53,17 @@ class EchoWorker(StreamWorker):
             raise Permanent("asked to dead-letter")
         if fail == "raise":
             raise ValueError("asked to raise")
-        return [Write.xadd(self.out, {"in_id": message.id, "consumer": self.deps.consumer,
-                                      "deliveries": str(message.deliveries),
-                                      "pid": str(os.getpid())})]
+        return [
+            Write.xadd(
+                self.out,
+                {
+                    "in_id": message.id,
+                    "consumer": self.deps.consumer,
+                    "deliveries": str(message.deliveries),
+                    "pid": str(os.getpid()),
+                },
+            )
+        ]
 
 
 def _in_loop() -> bool:

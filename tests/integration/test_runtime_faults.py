@@ -1,0 +1,231 @@
+"""The stream runtime under faults, against a real redis-server.
+
+Each test ends with an accounting: every input is an output exactly once, a
+dead letter with its reason, or pending for a live consumer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import anyio
+import pytest
+
+from printery.adapter import StreamAdapter, Write, connect
+from printery.lifecycle import (
+    LifecycleEvent,
+    MessageHandled,
+    Outcome,
+    RedisConnectivity,
+    WorkerRestartScheduled,
+)
+from printery.message import Message
+from tests.support.events import Recorder
+from tests.support.harness import make_deps, running
+from tests.support.redis_server import RedisServer
+from tests.support.workers import EchoWorker
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def handled(events: list[LifecycleEvent], outcome: Outcome | None = None) -> list[MessageHandled]:
+    return [
+        e
+        for e in events
+        if isinstance(e, MessageHandled) and (outcome is None or e.outcome is outcome)
+    ]
+
+
+async def out_ids(adapter: StreamAdapter, worker: EchoWorker) -> list[str]:
+    entries = await adapter.client.xrange(worker.out)
+    return [fields[b"in_id"].decode() for _, fields in entries]
+
+
+async def test_ack_only_after_the_handler_finished(
+    real_adapter: StreamAdapter, prefix: str
+) -> None:
+    """While the handler runs the message is pending; after it, acked with its output."""
+    recorder = Recorder()
+    entered, release = anyio.Event(), anyio.Event()
+
+    class Gated(EchoWorker):
+        async def handle(self, message: Message) -> Sequence[Write]:
+            entered.set()
+            await release.wait()
+            return await super().handle(message)
+
+    worker = Gated(make_deps(real_adapter, prefix))
+    entry_id = await real_adapter.add(worker.stream, {"n": "1"})
+    async with running(worker, recorder=recorder):
+        with anyio.fail_after(5):
+            await entered.wait()
+        stats = await real_adapter.group_stats(worker.stream, worker.group)
+        assert stats is not None
+        assert (stats.pending, await real_adapter.client.xlen(worker.out)) == (1, 0)
+        release.set()
+        await recorder.wait_for(lambda ev: len(handled(ev)) == 1)
+    stats = await real_adapter.group_stats(worker.stream, worker.group)
+    assert stats is not None
+    assert (stats.pending, await out_ids(real_adapter, worker)) == (0, [entry_id])
+
+
+async def test_commit_retried_after_a_stall_writes_outputs_once(
+    own_redis: RedisServer, prefix: str
+) -> None:
+    """SIGSTOP while the commit is in flight: the retried commit never duplicates outputs."""
+    adapter = StreamAdapter(connect(own_redis.url, socket_timeout=1.5, connect_timeout=1))
+    recorder = Recorder()
+
+    class StallsOnCommit(EchoWorker):
+        async def handle(self, message: Message) -> Sequence[Write]:
+            writes = await super().handle(message)
+            if message.deliveries == 1:
+                own_redis.pause()  # the commit that follows is sent into a stalled server
+            return writes
+
+    worker = StallsOnCommit(make_deps(adapter, prefix, REDIS_SOCKET_TIMEOUT="1.5"))
+    entry_id = await adapter.add(worker.stream, {"n": "1"})
+    async with running(worker, recorder=recorder):
+        await recorder.wait_for(
+            lambda ev: any(isinstance(e, RedisConnectivity) and not e.up for e in ev)
+        )
+        own_redis.resume()  # the stalled commit now runs; the retry must find it acked
+        await recorder.wait_for(lambda ev: len(handled(ev)) == 1)
+    assert await out_ids(adapter, worker) == [entry_id]
+    stats = await adapter.group_stats(worker.stream, worker.group)
+    assert stats is not None
+    assert stats.pending == 0
+    await adapter.close()
+
+
+async def test_dead_consumers_message_is_claimed_after_claim_idle(
+    real_adapter: StreamAdapter, prefix: str
+) -> None:
+    """A message left pending by a consumer that died is claimed and handled by a live one."""
+    recorder = Recorder()
+    worker = EchoWorker(
+        make_deps(real_adapter, prefix, CLAIM_IDLE_MS="600", CLAIM_INTERVAL_MS="100")
+    )
+    await real_adapter.ensure_group(worker.stream, worker.group)
+    entry_id = await real_adapter.add(worker.stream, {"n": "1"})
+    ghost = await real_adapter.read(worker.stream, worker.group, "ghost", count=10, block_ms=None)
+    assert [e.id for e in ghost] == [entry_id]
+    async with running(worker, recorder=recorder):
+        await recorder.wait_for(lambda ev: len(handled(ev)) == 1)
+    [event] = handled(recorder.events)
+    assert (event.message_id, event.deliveries, event.outcome) == (entry_id, 2, Outcome.ACKED)
+    assert await out_ids(real_adapter, worker) == [entry_id]
+
+
+async def test_slow_handler_is_not_stolen_by_another_consumer(
+    real_adapter: StreamAdapter, prefix: str
+) -> None:
+    """A handler outliving CLAIM_IDLE_MS keeps its message: handled once, one output."""
+    env = {"CLAIM_IDLE_MS": "600", "CLAIM_INTERVAL_MS": "100"}
+    first, second = Recorder(), Recorder()
+    slow = EchoWorker(make_deps(real_adapter, prefix, "c1", **env))
+    other = EchoWorker(make_deps(real_adapter, prefix, "c2", **env))
+    entry_id = await real_adapter.add(slow.stream, {"sleep": "2.0"})  # > 3 × CLAIM_IDLE_MS
+    async with running(slow, recorder=first):
+        await first.wait_for(lambda ev: len(slow.calls) == 1)
+        async with running(other, recorder=second):
+            await first.wait_for(lambda ev: len(handled(ev)) == 1)
+    assert (slow.calls, other.calls) == ([(entry_id, 1)], [])
+    assert await out_ids(real_adapter, slow) == [entry_id]
+
+
+async def test_max_deliveries_then_dead_letter_with_reason(
+    real_adapter: StreamAdapter, prefix: str
+) -> None:
+    """Retried past MAX_DELIVERIES, a permanent failure, and bad bytes: each dead-lettered."""
+    recorder = Recorder()
+    worker = EchoWorker(make_deps(real_adapter, prefix, MAX_DELIVERIES="3"))
+    retried = await real_adapter.add(worker.stream, {"fail": "retry"})
+    raising = await real_adapter.add(worker.stream, {"fail": "raise"})
+    permanent = await real_adapter.add(worker.stream, {"fail": "permanent"})
+    garbage = await real_adapter.add(worker.stream, {"n": b"\xff\xfe"})
+    good = await real_adapter.add(worker.stream, {"n": "ok"})
+    async with running(worker, recorder=recorder):
+        await recorder.wait_for(
+            lambda ev: (
+                len(handled(ev, Outcome.DEAD_LETTERED)) == 4
+                and len(handled(ev, Outcome.ACKED)) == 1
+            )
+        )
+    dead = await real_adapter.client.xrange(f"{worker.stream}:dead")
+    reasons = {
+        f[b"original_id"].decode(): (f[b"error"].decode(), int(f[b"deliveries"])) for _, f in dead
+    }
+    assert reasons == {
+        retried: ("asked to retry (after 3 deliveries)", 3),
+        raising: ("handler raised ValueError: asked to raise (after 3 deliveries)", 3),
+        permanent: ("asked to dead-letter", 1),
+        garbage: ("field 'n' is not UTF-8", 1),
+    }
+    assert await out_ids(real_adapter, worker) == [good]
+    assert [f[b"group"] for _, f in dead] == [b"echo"] * 4
+    stats = await real_adapter.group_stats(worker.stream, worker.group)
+    assert stats is not None
+    assert stats.pending == 0
+
+
+async def test_own_pending_entries_are_handled_at_start(
+    real_adapter: StreamAdapter, prefix: str
+) -> None:
+    """Entries delivered to this consumer but never seen (a lost read) are handled at once."""
+    recorder = Recorder()
+    worker = EchoWorker(make_deps(real_adapter, prefix, "c1", CLAIM_IDLE_MS="60000"))
+    await real_adapter.ensure_group(worker.stream, worker.group)
+    ids = [await real_adapter.add(worker.stream, {"n": str(i)}) for i in range(3)]
+    lost = await real_adapter.read(worker.stream, worker.group, "c1", count=10, block_ms=None)
+    assert [e.id for e in lost] == ids
+    async with running(worker, recorder=recorder):
+        await recorder.wait_for(lambda ev: len(handled(ev)) == 3, timeout=5)  # ≪ CLAIM_IDLE_MS
+    assert sorted(await out_ids(real_adapter, worker)) == sorted(ids)
+
+
+async def test_drain_hands_back_messages_that_never_started(
+    real_adapter: StreamAdapter, prefix: str
+) -> None:
+    """On drain, read-but-unstarted messages become claimable by a live consumer at once."""
+    recorder = Recorder()
+    worker = EchoWorker(
+        make_deps(real_adapter, prefix, "c1", ECHO_CONCURRENCY="1", CLAIM_IDLE_MS="60000")
+    )
+    ids = [await real_adapter.add(worker.stream, {"sleep": "0.3"}) for _ in range(5)]
+    async with running(worker, recorder=recorder):
+        await recorder.wait_for(lambda ev: len(worker.calls) == 1)
+    # The one that started finished and was acked; the other four were handed back.
+    assert await out_ids(real_adapter, worker) == ids[:1]
+    _, claimed, _ = await real_adapter.autoclaim(
+        worker.stream, worker.group, "c2", min_idle_ms=60000, start="0-0", count=10
+    )
+    assert [e.id for e in claimed] == ids[1:]
+
+
+async def test_redis_restart_degrades_then_recovers_losing_nothing(
+    own_redis: RedisServer, prefix: str
+) -> None:
+    """Redis stopped and started (AOF): degraded, reconnected, no restart spent, all handled."""
+    adapter = StreamAdapter(connect(own_redis.url, socket_timeout=2, connect_timeout=1))
+    recorder = Recorder()
+    worker = EchoWorker(make_deps(adapter, prefix, REDIS_SOCKET_TIMEOUT="2"))
+    first = [await adapter.add(worker.stream, {"n": str(i)}) for i in range(50)]
+    async with running(worker, recorder=recorder, supervised=True) as manager:
+        await recorder.wait_for(lambda ev: len(handled(ev)) == 50)
+        own_redis.stop()
+        await recorder.wait_for(
+            lambda ev: any(isinstance(e, RedisConnectivity) and not e.up for e in ev)
+        )
+        assert manager.status()["echo"].state.value == "degraded"
+        assert not manager.is_ready()
+        own_redis.start()
+        await recorder.wait_for(
+            lambda ev: any(isinstance(e, RedisConnectivity) and e.up for e in ev), timeout=15
+        )
+        second = [await adapter.add(worker.stream, {"n": str(i)}) for i in range(50)]
+        await recorder.wait_for(lambda ev: len(handled(ev)) == 100)
+        assert manager.status()["echo"].state.value == "running"
+    assert sorted(await out_ids(adapter, worker)) == sorted(first + second)
+    assert [e for e in recorder.events if isinstance(e, WorkerRestartScheduled)] == []
+    await adapter.close()
