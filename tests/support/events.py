@@ -24,8 +24,9 @@ class Recorder:
     def of(self, kind: type[LifecycleEvent]) -> list[LifecycleEvent]:  # type: ignore[valid-type]
         return [e for e in self.events if isinstance(e, kind)]
 
-    async def wait_for(self, predicate: Callable[[list[LifecycleEvent]], bool],
-                       timeout: float = 10) -> None:
+    async def wait_for(
+        self, predicate: Callable[[list[LifecycleEvent]], bool], timeout: float = 10
+    ) -> None:
         """Return once ``predicate(events)`` holds; TimeoutError after ``timeout`` seconds."""
         with anyio.fail_after(timeout):
             while not predicate(self.events):

@@ -34,8 +34,9 @@ def redis_server_binary() -> str:
 class RedisServer:
     """One redis-server process; restartable on the same port and data directory."""
 
-    def __init__(self, data_dir: Path, *, appendonly: bool = False,
-                 extra: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, data_dir: Path, *, appendonly: bool = False, extra: tuple[str, ...] = ()
+    ) -> None:
         self.binary = redis_server_binary()
         self.port = free_port()
         self.data_dir = data_dir
@@ -50,13 +51,24 @@ class RedisServer:
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [
-            self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
-            "--dir", str(self.data_dir), "--save", "",
-            "--appendonly", "yes" if self.appendonly else "no",
-            "--appendfsync", "always", "--protected-mode", "no", *self.extra,
+            self.binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.data_dir),
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if self.appendonly else "no",
+            "--appendfsync",
+            "always",
+            "--protected-mode",
+            "no",
+            *self.extra,
         ]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self._answers():
