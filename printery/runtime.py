@@ -173,13 +173,19 @@ class StreamConsumer:
 
     async def _read(self, free: int) -> list[Entry]:
         if self._recover_after is None:
-            return await self.adapter.read(
+            began = time.monotonic()
+            entries = await self.adapter.read(
                 self.stream,
                 self.group,
                 self.consumer,
                 count=min(free, self.batch_size),
                 block_ms=self.block_ms,
             )
+            if not entries and time.monotonic() - began < self.block_ms / 2000:
+                # The server did not honour BLOCK (fakeredis never blocks): pause
+                # instead of spinning. A real Redis answers empty only after BLOCK_MS.
+                await anyio.sleep(min(0.05, self.block_ms / 1000))
+            return entries
         # Own pending first: a read that timed out on our side may have been
         # delivered by the server into our pending list.
         entries = await self.adapter.read(
