@@ -6,9 +6,10 @@ and :class:`RedisPermanent` (credentials, ACL: stop, don't loop).
 
 Multi-step operations are server-side scripts, each atomic:
 
-- ``commit``: XACK first, and only when it acked (returned 1) write the
-  outputs. A commit retried after a timeout finds the message already acked and
-  writes nothing, so an input never yields its outputs twice. Unflagged scripts
+- ``commit``: per entry, XACK first, and only when it acked (returned 1)
+  write the outputs; a whole batch of entries in one call. A commit retried
+  after a timeout finds the message already acked and writes nothing, so an
+  input never yields its outputs twice. Unflagged scripts
   are refused under OOM only before their first write, so the script cannot
   stop between the ack and the outputs.
 - ``refresh``: reset the idle time of messages still owned by this consumer,
@@ -49,29 +50,32 @@ __all__ = [
 _HAND_BACK_IDLE_MS: Final = 100 * 86_400_000
 
 _COMMIT = """
-local n = 0
-for i = 1, #KEYS, 1 do
-  if redis.call('XACK', KEYS[i], ARGV[1], ARGV[i + 1]) == 1 then n = n + 1 end
-end
-if n == 0 then return 0 end
-local a = #KEYS + 2
-while a <= #ARGV do
-  local op, key, count = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
-  local args = {}
-  for j = 1, count, 1 do args[j] = ARGV[a + 2 + j] end
-  if op == 'XADD' then
-    redis.call('XADD', key, '*', unpack(args))
-  elseif op == 'HSET' then
-    redis.call('HSET', key, unpack(args))
-  elseif op == 'RPUSH' then
-    redis.call('RPUSH', key, args[1])
-    redis.call('LTRIM', key, -tonumber(args[2]), -1)
-  elseif op == 'EXPIRE' then
-    redis.call('EXPIRE', key, args[1])
+local group, n, a = ARGV[1], tonumber(ARGV[2]), 3
+local acked = {}
+for i = 1, n, 1 do
+  local id, writes = ARGV[a], tonumber(ARGV[a + 1])
+  a = a + 2
+  acked[i] = redis.call('XACK', KEYS[1], group, id)
+  for _ = 1, writes, 1 do
+    local op, key, count = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
+    if acked[i] == 1 then
+      local args = {}
+      for j = 1, count, 1 do args[j] = ARGV[a + 2 + j] end
+      if op == 'XADD' then
+        redis.call('XADD', key, '*', unpack(args))
+      elseif op == 'HSET' then
+        redis.call('HSET', key, unpack(args))
+      elseif op == 'RPUSH' then
+        redis.call('RPUSH', key, args[1])
+        redis.call('LTRIM', key, -tonumber(args[2]), -1)
+      elseif op == 'EXPIRE' then
+        redis.call('EXPIRE', key, args[1])
+      end
+    end
+    a = a + 3 + count
   end
-  a = a + 3 + count
 end
-return n
+return acked
 """
 
 _REFRESH = """
@@ -328,23 +332,24 @@ class StreamAdapter:
         counts = {_str(p["message_id"]): int(p["times_delivered"]) for p in pending}
         return [Entry(e.id, e.fields, counts.get(e.id, 1)) for e in entries]
 
-    async def commit(self, batch: Sequence[tuple[str, str, str, Sequence[Write]]]) -> list[bool]:
-        """Ack each (stream, group, id) and write its outputs atomically; one round trip.
+    async def commit(
+        self, stream: str, group: str, batch: Sequence[tuple[str, Sequence[Write]]]
+    ) -> list[bool]:
+        """Ack each entry of ``stream`` and write its outputs, atomically; one round trip.
 
-        Returns, per item, whether this call acked it (False: already acked
-        before, so nothing was written).
+        Per entry, the outputs are written only if this call's XACK acked it:
+        returns, per entry, whether it did (False: acked before, nothing written).
         """
         if not batch:
             return []
+        args: list[str | bytes] = [group, str(len(batch))]
+        for entry_id, writes in batch:
+            args.extend((entry_id, str(len(writes))))
+            for w in writes:
+                args.extend((w.op, w.key, str(len(w.args)), *w.args))
         with translated():
-            async with self.client.pipeline(transaction=False) as pipe:
-                for stream, group, entry_id, writes in batch:
-                    args: list[str | bytes] = [group, entry_id]
-                    for w in writes:
-                        args.extend((w.op, w.key, str(len(w.args)), *w.args))
-                    await self._commit(keys=[stream], args=args, client=pipe)
-                replies = await pipe.execute()
-        return [int(r) == 1 for r in replies]
+            acked: Any = await self._commit(keys=[stream], args=args)
+        return [int(flag) == 1 for flag in acked]
 
     async def refresh(
         self, stream: str, group: str, consumer: str, ids: Sequence[str], *, idle_ms: int = 0
@@ -425,3 +430,40 @@ class StreamAdapter:
                 return []
             values: list[Any] = await self.client.mget(keys)
         return [v for v in values if v is not None]
+
+    # -- plain reads and markers, for the pipeline workers and the CLI -------------
+
+    async def hash_get(self, key: str, names: Sequence[str]) -> dict[str, str | None]:
+        """Some fields of a hash (HMGET); a missing field or key reads as None."""
+        if not names:
+            return {}
+        with translated():
+            values: list[Any] = await self.client.hmget(key, list(names))
+        return {n: None if v is None else _text(v) for n, v in zip(names, values, strict=True)}
+
+    async def hash_all(self, key: str) -> dict[str, str]:
+        """Every field of a hash (HGETALL); empty when the key does not exist."""
+        with translated():
+            found: dict[Any, Any] = await self.client.hgetall(key)
+        return {_text(k): _text(v) for k, v in found.items()}
+
+    async def list_all(self, key: str) -> list[str]:
+        """Every item of a list (LRANGE 0 -1), oldest first."""
+        with translated():
+            items: list[Any] = await self.client.lrange(key, 0, -1)
+        return [_text(i) for i in items]
+
+    async def get(self, key: str) -> str | None:
+        with translated():
+            value: Any = await self.client.get(key)
+        return None if value is None else _text(value)
+
+    async def set_once(self, key: str, value: str, ttl_s: int) -> bool:
+        """SET NX with a TTL: True if this call set it, False if the key already existed."""
+        with translated():
+            return bool(await self.client.set(key, value, nx=True, ex=ttl_s))
+
+
+def _text(value: bytes | str) -> str:
+    """Values written by others may hold any bytes: never fail a read on decoding."""
+    return value.decode(errors="replace") if isinstance(value, bytes) else value

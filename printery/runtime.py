@@ -2,7 +2,8 @@
 
 ::
 
-    read loop ──► buffer ──► N handler tasks ──► committer ──► Redis (ack + outputs, atomic)
+    read loop ──► buffer ──► N handler tasks ──► committer ──► Redis (ack + outputs, atomic,
+                                                               a whole batch per round trip)
         ▲            ▲              │
         │            │              └─ RetryLater: re-deliver after backoff (XCLAIM, count+1)
         │            └── maintenance: XAUTOCLAIM long-idle messages of dead consumers
@@ -27,7 +28,7 @@ import math
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 import anyio
@@ -63,10 +64,13 @@ _RECONNECT_S = (0.1, 5.0)  # first and largest delay between reconnect attempts
 
 @dataclass(slots=True)
 class _Commit:
+    """A finished handler's result, waiting for the committer."""
+
     entry: Entry
     writes: Sequence[Write]
-    done: anyio.Event = field(default_factory=anyio.Event)
-    acked: bool = False
+    outcome: Outcome
+    started: float
+    reason: str = ""
 
 
 class StreamConsumer:
@@ -262,25 +266,26 @@ class StreamConsumer:
                 self.ctx.beat()
 
     async def _process(self, entry: Entry, commits: MemoryObjectSendStream[_Commit]) -> None:
+        """Run the handler; its result goes to the committer, and the slot moves on at once."""
         started = time.perf_counter()
         if entry.fields is None:
             reason = "entry was deleted from the stream (trimmed) before it was handled"
-            await self._dead_letter(entry, reason, commits, started)
+            self._dead_letter(entry, reason, commits, started)
             return
         if entry.deliveries > self.max_deliveries:
             reason = (
                 f"delivered {entry.deliveries} times without completing "
                 f"(MAX_DELIVERIES={self.max_deliveries})"
             )
-            await self._dead_letter(entry, reason, commits, started)
+            self._dead_letter(entry, reason, commits, started)
             return
         message = Message(self.stream, entry.id, entry.fields, entry.deliveries)
         try:
             writes = await self.worker.handle(message)
         except (Permanent, MalformedEvent) as exc:
-            await self._dead_letter(entry, str(exc), commits, started)
+            self._dead_letter(entry, str(exc), commits, started)
         except RetryLater as exc:
-            await self._retry(entry, exc.reason, commits, started)
+            self._retry(entry, exc.reason, commits, started)
         except Exception as exc:  # noqa: BLE001 - one bad message must never crash the worker
             reason = f"handler raised {type(exc).__name__}: {exc}"
             self.ctx.emit(
@@ -288,20 +293,11 @@ class StreamConsumer:
                     self.worker.name, self.stream, entry.id, reason, traceback.format_exc()
                 )
             )
-            await self._retry(entry, reason, commits, started)
+            self._retry(entry, reason, commits, started)
         else:
-            acked = await self._commit(entry, writes, commits)
-            self._finish(entry, Outcome.ACKED, started, "" if acked else "already acked")
+            commits.send_nowait(_Commit(entry, writes, Outcome.ACKED, started))
 
-    async def _commit(
-        self, entry: Entry, writes: Sequence[Write], commits: MemoryObjectSendStream[_Commit]
-    ) -> bool:
-        request = _Commit(entry, writes)
-        commits.send_nowait(request)
-        await request.done.wait()
-        return request.acked
-
-    async def _dead_letter(
+    def _dead_letter(
         self, entry: Entry, reason: str, commits: MemoryObjectSendStream[_Commit], started: float
     ) -> None:
         fields: dict[str, str | bytes] = {
@@ -317,16 +313,15 @@ class StreamConsumer:
                 "group": self.group,
             }
         )
-        await self._commit(entry, [Write.xadd(Keys.dead(self.stream), fields)], commits)
-        self._finish(entry, Outcome.DEAD_LETTERED, started, reason)
+        dead = [Write.xadd(Keys.dead(self.stream), fields)]
+        commits.send_nowait(_Commit(entry, dead, Outcome.DEAD_LETTERED, started, reason))
 
-    async def _retry(
+    def _retry(
         self, entry: Entry, reason: str, commits: MemoryObjectSendStream[_Commit], started: float
     ) -> None:
         if entry.deliveries >= self.max_deliveries:
-            await self._dead_letter(
-                entry, f"{reason} (after {entry.deliveries} deliveries)", commits, started
-            )
+            reason = f"{reason} (after {entry.deliveries} deliveries)"
+            self._dead_letter(entry, reason, commits, started)
             return
         self.started.discard(entry.id)
         self.retrying.add(entry.id)
@@ -383,15 +378,15 @@ class StreamConsumer:
                         break
                 acked = await self._reconnecting(functools.partial(self._commit_once, batch))
                 for request, ok in zip(batch, acked, strict=True):
-                    request.acked = ok
-                    request.done.set()
+                    reason = request.reason or ("" if ok else "already acked")
+                    self._finish(request.entry, request.outcome, request.started, reason)
 
     async def _commit_once(self, batch: list[_Commit]) -> list[bool]:
         # One attempt is shielded, so the drain deadline never splits a commit from
         # its bookkeeping; the backoff between attempts stays cancellable.
         with anyio.CancelScope(shield=True):
             acked = await self.adapter.commit(
-                [(self.stream, self.group, c.entry.id, c.writes) for c in batch]
+                self.stream, self.group, [(c.entry.id, c.writes) for c in batch]
             )
         return acked  # noqa: RET504 - CancelScope may swallow, so mypy needs the return outside
 

@@ -127,7 +127,9 @@ async def test_slow_handler_is_not_stolen_by_another_consumer(
     other = EchoWorker(make_deps(real_adapter, prefix, "c2", **env))
     entry_id = await real_adapter.add(slow.stream, {"sleep": "2.0"})  # > 3 × CLAIM_IDLE_MS
     async with running(slow, recorder=first):
-        await first.wait_for(lambda ev: len(slow.calls) == 1)
+        assert slow.handling is not None
+        with anyio.fail_after(5):
+            await slow.handling.wait()
         async with running(other, recorder=second):
             await first.wait_for(lambda ev: len(handled(ev)) == 1)
     assert (slow.calls, other.calls) == ([(entry_id, 1)], [])
@@ -194,7 +196,9 @@ async def test_drain_hands_back_messages_that_never_started(
     )
     ids = [await real_adapter.add(worker.stream, {"sleep": "0.3"}) for _ in range(5)]
     async with running(worker, recorder=recorder):
-        await recorder.wait_for(lambda ev: len(worker.calls) == 1)
+        assert worker.handling is not None
+        with anyio.fail_after(5):
+            await worker.handling.wait()  # the first is running; the drain starts now
     # The one that started finished and was acked; the other four were handed back.
     assert await out_ids(real_adapter, worker) == ids[:1]
     _, claimed, _ = await real_adapter.autoclaim(
