@@ -1,0 +1,160 @@
+"""The Dockerfile and its build context, checked without a Docker engine.
+
+hadolint (in deploy/check) lints the Dockerfile; these tests check what the
+image promises its platform: stages, user, signal, port, entry point, labels,
+and that the context .dockerignore lets through is enough to build the wheel.
+"""
+
+from __future__ import annotations
+
+import configparser
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.deploy import support
+
+dockerfile_parse = pytest.importorskip("dockerfile_parse", reason="deploy/check installs it")
+docker_build = pytest.importorskip("docker.utils.build", reason="deploy/check installs docker")
+
+DOCKERFILE = support.REPO / "Dockerfile"
+COMPILERS = ("gcc", "g++", "clang", "build-essential", "make", "cc ", "rustc", "cargo")
+OCI_LABELS = {
+    "org.opencontainers.image.title",
+    "org.opencontainers.image.description",
+    "org.opencontainers.image.version",
+    "org.opencontainers.image.revision",
+    "org.opencontainers.image.licenses",
+}
+
+
+def _stages() -> list[list[dict[str, Any]]]:
+    """The Dockerfile's instructions, one list per stage (comments dropped)."""
+    parser = dockerfile_parse.DockerfileParser(str(DOCKERFILE))
+    stages: list[list[dict[str, Any]]] = []
+    for instruction in parser.structure:
+        if instruction["instruction"] == "FROM":
+            stages.append([])
+        if stages and instruction["instruction"] != "COMMENT":
+            stages[-1].append(instruction)
+    return stages
+
+
+def _values(stage: list[dict[str, Any]], name: str) -> list[str]:
+    return [i["value"] for i in stage if i["instruction"] == name]
+
+
+def _context_files() -> set[str]:
+    """The paths `docker build .` would send, by .dockerignore's rules."""
+    patterns = (support.REPO / ".dockerignore").read_text(encoding="utf-8").splitlines()
+    return set(docker_build.exclude_paths(str(support.REPO), patterns))
+
+
+def test_multi_stage_build_from_a_pinned_base() -> None:
+    """A builder and a runtime stage, both on the same explicitly tagged slim Python."""
+    parser = dockerfile_parse.DockerfileParser(str(DOCKERFILE))
+    stages = _stages()
+    assert len(stages) == 2
+    assert _values(stages[0], "FROM") == ["${PYTHON_IMAGE} AS builder"]
+    assert _values(stages[1], "FROM") == ["${PYTHON_IMAGE} AS runtime"]
+    base = parser.baseimage
+    image, _, tag = base.partition("@")[0].rpartition(":")
+    assert image == "python"
+    assert tag.startswith("3.11")
+    assert tag.endswith("-slim-bookworm")
+
+
+def test_runtime_stage_has_no_compiler_and_no_source() -> None:
+    """The final stage installs the wheel built by the builder, and nothing that compiles."""
+    runtime = _stages()[-1]
+    runs = " ".join(_values(runtime, "RUN"))
+    for compiler in COMPILERS:
+        assert compiler not in runs, compiler
+    assert "apt-get install" not in runs
+    assert _values(runtime, "COPY") == [], "the runtime stage copies no source"
+    assert "from=builder" in runs
+    assert "--no-index" in runs
+
+
+def test_runtime_contract() -> None:
+    """UID 10001, exec-form entry point, SIGTERM, port 8080, production logging, OCI labels."""
+    parser = dockerfile_parse.DockerfileParser(str(DOCKERFILE))
+    runtime = _stages()[-1]
+    assert _values(runtime, "USER") == ["10001:10001"]
+    assert _values(runtime, "ENTRYPOINT") == ['["printery-workers"]']
+    assert json.loads(_values(runtime, "ENTRYPOINT")[0]) == ["printery-workers"]
+    assert _values(runtime, "STOPSIGNAL") == ["SIGTERM"]
+    assert _values(runtime, "EXPOSE") == ["8080"]
+    assert _values(runtime, "CMD") == []
+    assert parser.envs["ENVIRONMENT"] == "production"
+    assert parser.labels.keys() >= OCI_LABELS
+
+
+def test_entry_point_is_the_packaged_console_script() -> None:
+    """ENTRYPOINT printery-workers is the console script pyproject.toml declares."""
+    pyproject = tomllib.loads((support.REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    assert pyproject["project"]["scripts"]["printery-workers"] == "printery.daemon:main"
+
+
+def test_build_context_holds_what_the_builder_copies() -> None:
+    """.dockerignore lets through the package and its metadata, and keeps the rest out."""
+    context = _context_files()
+    builder = _stages()[0]
+    for copy in _values(builder, "COPY"):
+        *sources, _ = copy.split()
+        for source in sources:
+            assert source.rstrip("/") in context, f"COPY {source} is not in the build context"
+    assert "printery/__init__.py" in context
+    for excluded in ("tests", "deploy", ".git", ".venv", "bench", ".ci"):
+        assert not any(path.split("/")[0] == excluded for path in context), excluded
+    assert not any("__pycache__" in path for path in context)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.skipif(
+    os.environ.get("PRINTERY_DEPLOY_BUILD") != "1",
+    reason="builds a wheel (slow, needs the package index): set PRINTERY_DEPLOY_BUILD=1",
+)
+def test_wheel_builds_from_the_build_context(tmp_path: Path) -> None:
+    """`pip wheel` in a copy of exactly the build context gives a wheel with the entry point."""
+    context = tmp_path / "context"
+    for relative in sorted(_context_files()):
+        source = support.REPO / relative
+        if source.is_file():
+            (context / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, context / relative)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--wheel-dir",
+            str(tmp_path / "dist"),
+            ".",
+        ],
+        cwd=context,
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    [wheel] = (tmp_path / "dist").glob("printery-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        [entry_points] = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+        scripts = configparser.ConfigParser()
+        scripts.read_string(archive.read(entry_points).decode())
+    assert scripts["console_scripts"]["printery-workers"] == "printery.daemon:main"
+    assert "printery/daemon.py" in names
+    assert "printery/py.typed" in names
