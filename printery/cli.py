@@ -1,4 +1,9 @@
-"""``printery``: the operator's command."""
+"""``printery``: the operator's command.
+
+Commands that talk to Redis connect once and ping first: an unreachable (or
+refusing) Redis is one line, ``printery: cannot reach Redis at <url>: <why>``,
+and exit 2.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,26 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import NoReturn
 
+import anyio
+
 from printery import __version__
-from printery.errors import ConfigError
+from printery.adapter import StreamAdapter, connect
+from printery.deployment import Invalid, validate_deployment
+from printery.errors import ConfigError, RedisPermanent, RedisUnavailable
+from printery.keys import Keys
+from printery.publish import (
+    UsageProblem,
+    add_publish_parser,
+    deployment_data,
+    publish_started,
+    started_event,
+)
 from printery.settings import SECRET_FIELDS, Settings, load_settings
+from printery.timeline import format_timeline, read_timeline
+from printery.validator import rules_from
 
 __all__ = ["main", "run"]
 
@@ -24,14 +43,61 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="printery", description="Operate printery: inspect, publish, demo.")
     parser.add_argument("--version", action="version", version=f"printery {__version__}")
-    parser.add_argument("--redis-url", dest="redis_url", default=None,
-                        help="redis://, rediss:// or unix:// URL [REDIS_URL]")
+    parser.add_argument(
+        "--redis-url",
+        dest="redis_url",
+        default=None,
+        help="redis://, rediss:// or unix:// URL [REDIS_URL]",
+    )
+    parser.add_argument(
+        "--stream-prefix",
+        dest="stream_prefix",
+        default=None,
+        help="prefix of every Redis key [STREAM_PREFIX]",
+    )
+    # The same two flags after the subcommand too; SUPPRESS keeps a subparser's
+    # default from overwriting a value given before the subcommand.
+    common = _Parser(add_help=False)
+    common.add_argument(
+        "--redis-url",
+        dest="redis_url",
+        default=argparse.SUPPRESS,
+        help="redis://, rediss:// or unix:// URL [REDIS_URL]",
+    )
+    common.add_argument(
+        "--stream-prefix",
+        dest="stream_prefix",
+        default=argparse.SUPPRESS,
+        help="prefix of every Redis key [STREAM_PREFIX]",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    config = sub.add_parser("config", help="print the effective settings, secrets redacted",
-                            description="Print the effective settings and where each came "
-                            "from; exit 2 if they are invalid.",
-                            epilog="example: REDIS_URL=redis://:pw@redis:6379/0 printery config")
+    config = sub.add_parser(
+        "config",
+        help="print the effective settings, secrets redacted",
+        description="Print the effective settings and where each came "
+        "from; exit 2 if they are invalid.",
+        epilog="example: REDIS_URL=redis://:pw@redis:6379/0 printery config",
+    )
     config.add_argument("--json", action="store_true", help="print JSON")
+    add_publish_parser(sub, common)
+    deployment = sub.add_parser(
+        "deployment",
+        parents=[common],
+        help="print a deployment's timeline",
+        description="Print what each stage did with a deployment: its current status, "
+        "then the timeline log.",
+        epilog="example: printery deployment billing-api-3f2a9c1d --json",
+    )
+    deployment.add_argument("deployment_id", metavar="ID")
+    deployment.add_argument("--json", action="store_true", help="print JSON")
+    demo = sub.add_parser(
+        "demo",
+        help="run the whole pipeline on an embedded Redis and show what happened",
+        description="Run the four workers in-process on a throwaway redis-server (or "
+        "fakeredis), publish sample deployments that end healthy, rejected, blocked and "
+        "unhealthy, and print each one's timeline and outcome.",
+    )
+    demo.add_argument("--verbose", action="store_true", help="also show the workers' logs")
     return parser
 
 
@@ -41,14 +107,91 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
 
 def run(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "demo":
+        from printery.demo import run_demo  # noqa: PLC0415 - aiohttp servers load only for the demo
+
+        return run_demo(verbose=args.verbose)
     try:
-        settings = load_settings({"redis_url": args.redis_url})
+        settings = load_settings({"redis_url": args.redis_url, "stream_prefix": args.stream_prefix})
     except ConfigError as exc:
         print(f"printery: {exc}", file=sys.stderr)
         return 2
     if args.command == "config":
         return _config(settings, args.redis_url is not None, as_json=args.json)
+    if args.command == "publish":
+        return _publish(settings, args)
+    if args.command == "deployment":
+        return _with_redis(settings, lambda a: _deployment(a, settings, args))
     return 2  # pragma: no cover - argparse requires a known command
+
+
+def _with_redis(settings: Settings, command: Callable[[StreamAdapter], Awaitable[int]]) -> int:
+    """Connect, ping, run ``command``; an unreachable Redis is one line and exit 2."""
+
+    async def go() -> int:
+        adapter = StreamAdapter(
+            connect(
+                settings.redis_url,
+                socket_timeout=settings.redis_socket_timeout,
+                connect_timeout=settings.redis_connect_timeout,
+                client_name="printery:cli",
+            )
+        )
+        try:
+            await adapter.ping()
+            return await command(adapter)
+        finally:
+            await adapter.close()
+
+    try:
+        return anyio.run(go)
+    except (RedisUnavailable, RedisPermanent) as exc:
+        print(
+            f"printery: cannot reach Redis at {settings.redis_url_redacted}: {exc}",
+            file=sys.stderr,
+        )
+        return 2
+
+
+def _publish(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        data = deployment_data(args)
+    except UsageProblem as exc:
+        print(f"printery: {exc}", file=sys.stderr)
+        return 2
+    if args.validate:
+        try:
+            validate_deployment(data, rules_from(settings))
+        except Invalid as exc:
+            print("printery: the deployment would be rejected:", file=sys.stderr)
+            for reason in exc.reasons:
+                print(f"  - {reason}", file=sys.stderr)
+            print("  (--no-validate publishes it anyway)", file=sys.stderr)
+            return 2
+    event = started_event(data)
+
+    async def publish(adapter: StreamAdapter) -> int:
+        await publish_started(adapter, Keys(settings.stream_prefix), event)
+        print(event.subject)
+        return 0
+
+    return _with_redis(settings, publish)
+
+
+async def _deployment(adapter: StreamAdapter, settings: Settings, args: argparse.Namespace) -> int:
+    timeline = await read_timeline(adapter, Keys(settings.stream_prefix), args.deployment_id)
+    if timeline is None:
+        print(
+            f"printery: no timeline for deployment {args.deployment_id!r} "
+            "(unknown, or expired after TIMELINE_TTL)",
+            file=sys.stderr,
+        )
+        return 1
+    if args.json:
+        print(json.dumps(timeline.to_json(), indent=2))
+    else:
+        print(format_timeline(timeline))
+    return 0
 
 
 def _config(settings: Settings, redis_url_flag: bool, *, as_json: bool) -> int:
@@ -64,8 +207,13 @@ def _config(settings: Settings, redis_url_flag: bool, *, as_json: bool) -> int:
         else:
             shown = str(value)
         env = name.upper()
-        source = ("flag" if name == "redis_url" and redis_url_flag
-                  else "env" if env in os.environ else "default")
+        source = (
+            "flag"
+            if name == "redis_url" and redis_url_flag
+            else "env"
+            if env in os.environ
+            else "default"
+        )
         rows.append((env, shown, source))
     for worker, overrides in sorted(settings.per_worker.items()):
         for what, raw in sorted(overrides.items()):

@@ -55,3 +55,19 @@ class Keys:
     def delivery_marker(self, event_id: str, url_digest: str) -> str:
         """Remembers that a webhook took an event, so a redelivery is not sent twice."""
         return f"{self.prefix}:notified:{event_id}:{url_digest}"
+
+    def deployment_log(self, deployment_id: str) -> str:
+        """The deployment's capped timeline log (a list of JSON entries)."""
+        return f"{self.deployment(deployment_id)}:log"
+
+    def timeline_collides(self, deployment_id: str) -> bool:
+        """Whether this id's timeline keys would land on one of printery's own keys.
+
+        ``<prefix>:deployment:<id>`` shares its namespace with the streams
+        (``started``, ``validated``, ``dependencies-satisfied`` and their
+        ``:dead`` letters), and ``<id>:log`` with another id's log.
+        """
+        streams = (self.started, self.validated, self.dependencies_satisfied)
+        reserved = {s.removeprefix(self.deployment("")) for s in streams}
+        first = deployment_id.split(":", 1)[0]
+        return first in reserved or deployment_id.endswith(":log")

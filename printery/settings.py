@@ -105,6 +105,15 @@ class Settings(BaseSettings):
     health_check_allowed_hosts: str = "*"
     notify_webhook_urls: str = ""
     notify_webhook_secret: str = Field("", repr=False)
+    # Pipeline workers (README "Pipeline settings"); names are their env vars.
+    dependency_checker_max_waits: int = Field(1000, ge=1, le=100_000)
+    health_monitor_max_watches: int = Field(1000, ge=1, le=100_000)
+    notify_webhook_timeout: float = Field(5.0, gt=0, le=300)
+    notify_webhook_attempts: int = Field(4, ge=1, le=100)
+    notify_webhook_backoff_ms: int = Field(500, ge=0, le=600_000)
+    notify_webhook_backoff_max_ms: int = Field(5000, ge=0, le=3_600_000)
+    notify_marker_ttl: int = Field(7 * 86400, ge=60, le=365 * 86400)
+    timeline_ttl: int = Field(7 * 86400, ge=60, le=365 * 86400)
     per_worker: dict[str, dict[str, str]] = Field(default_factory=dict, exclude=True)
 
     @field_validator("log_level", mode="before")
@@ -175,6 +184,16 @@ class Settings(BaseSettings):
                 "CLAIM_IDLE_MS",
                 f"must be at least three times BLOCK_MS ({self.claim_idle_ms} < "
                 f"3 × {self.block_ms}), or live consumers would lose messages they are reading",
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _check_pipeline(self) -> Settings:
+        if self.notify_webhook_backoff_max_ms < self.notify_webhook_backoff_ms:
+            raise ConfigError(
+                "NOTIFY_WEBHOOK_BACKOFF_MAX_MS",
+                f"must not be below NOTIFY_WEBHOOK_BACKOFF_MS "
+                f"({self.notify_webhook_backoff_max_ms} < {self.notify_webhook_backoff_ms})",
             )
         return self
 

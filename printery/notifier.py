@@ -1,0 +1,270 @@
+"""The notifier: every outcome to the log, and to each configured webhook.
+
+::
+
+    notification ─► log printery.deployment_outcome (always)
+                 └► per NOTIFY_WEBHOOK_URLS url, concurrently:
+                      marker set? ── yes ─► skip: an earlier delivery of this event got through
+                      └ no ─► POST (retried with backoff on timeouts, connection errors, 5xx,
+                              408 and 429) ─┬─ 2xx ─► SET NX marker (NOTIFY_MARKER_TTL) ─► delivered
+                                            ├─ other 4xx, 3xx ─► failed, for good
+                                            └─ still failing ─► failed, for now
+    any url failed for now ─► RetryLater: the runtime redelivers (delivered urls skip
+                              thanks to the marker) and dead-letters after MAX_DELIVERIES
+    otherwise ──────────────► notification.delivered / notification.failed per url
+                              → keys.delivered, in the commit with the ack
+
+Each POST carries the CloudEvent in structured mode (``application/cloudevents+json``),
+``Idempotency-Key: <event id>`` and, when ``NOTIFY_WEBHOOK_SECRET`` is set,
+``X-Printery-Signature: sha256=<hex HMAC-SHA256 of the exact body bytes>``.
+
+The marker is written right after a 2xx, before the commit; a process that
+dies in between leaves a marker and no ack, and the redelivery skips that url.
+A receiver may still see an event twice (a crash between its 2xx and our
+marker): the idempotency key is there for that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import anyio
+import stamina
+from anyio.abc import TaskStatus
+
+from printery import __version__
+from printery.adapter import Write
+from printery.envelope import Event, now_rfc3339
+from printery.errors import Permanent, RetryLater
+from printery.logs import get_logger
+from printery.message import Message
+from printery.settings import redact_url
+from printery.timeline import timeline_writes
+from printery.worker import StreamWorker, WorkerContext, WorkerDeps
+
+__all__ = ["Delivery", "NotifierWorker", "sign"]
+
+_SOURCE = "printery/notifier"
+_CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
+_RETRYABLE_4XX = frozenset({408, 429})  # timeouts and rate limits: the receiver asks us to retry
+_ERROR_CHARS = 300
+
+
+def sign(secret: str, body: bytes) -> str:
+    """The ``X-Printery-Signature`` value for ``body``."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What became of one event at one webhook."""
+
+    url: str
+    delivered: bool
+    status: int | None
+    attempts: int
+    error: str | None = None
+    transient: bool = False  # failed, but a later delivery may get through
+    earlier: bool = False  # skipped: the marker says an earlier delivery got through
+
+    def to_data(self, event: Event) -> dict[str, Any]:
+        return {
+            "event_id": event.id,
+            "event_type": event.type,
+            "deployment_id": event.subject,
+            "url": redact_url(self.url),
+            "status": self.status,
+            "attempts": self.attempts,
+            "error": self.error,
+            "earlier_delivery": self.earlier,
+        }
+
+
+class _Transient(Exception):
+    """A POST that may succeed if tried again."""
+
+    def __init__(self, status: int | None, error: str) -> None:
+        super().__init__(error)
+        self.status = status
+        self.error = error
+
+
+class NotifierWorker(StreamWorker):
+    """Logs and delivers each outcome; see the module docstring."""
+
+    name = "notifier"
+    depends_on = ()
+    default_concurrency = 5
+
+    def __init__(self, deps: WorkerDeps) -> None:
+        super().__init__(deps)
+        self.urls = self.settings.webhook_urls
+        self.secret = self.settings.notify_webhook_secret
+        self.log = get_logger(worker=self.name)
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def stream(self) -> str:
+        return self.keys.notifications
+
+    async def serve(self, ctx: WorkerContext, *, task_status: TaskStatus[None]) -> None:
+        try:
+            await super().serve(ctx, task_status=task_status)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close this run's HTTP session (the next run opens its own)."""
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    async def handle(self, message: Message) -> Sequence[Write]:
+        event = message.event()
+        try:
+            data = event.data_object()
+        except ValueError as exc:
+            raise Permanent(f"data: not valid JSON ({exc})") from None
+        if not isinstance(data, dict):
+            data = {}
+        reasons = data.get("reasons") if isinstance(data.get("reasons"), list) else []
+        self.log.info(
+            "printery.deployment_outcome",
+            deployment_id=data.get("deployment_id") or event.subject,
+            type=event.type,
+            reasons=reasons,
+            service=data.get("service"),
+            version=data.get("version"),
+            environment=data.get("environment"),
+            event_id=event.id,
+            deliveries=message.deliveries,
+        )
+        results = await self.deliver(event)
+        pending = [r for r in results if r.transient]
+        if pending:
+            raise RetryLater(
+                "webhook delivery failed: "
+                + "; ".join(f"{redact_url(r.url)}: {r.error}" for r in pending)
+            )
+        writes = [
+            Write.xadd(
+                self.keys.delivered,
+                event.follow(
+                    "notification.delivered" if r.delivered else "notification.failed",
+                    r.to_data(event),
+                    source=_SOURCE,
+                ).to_fields(),
+            )
+            for r in results
+        ]
+        return [*writes, *self._timeline(event, results)]
+
+    async def deliver(self, event: Event) -> list[Delivery]:
+        """POST ``event`` to every webhook at once; one result per url, in url order."""
+        body = json.dumps(event.to_structured(), separators=(",", ":")).encode()
+        headers = {
+            "Content-Type": _CONTENT_TYPE,
+            "Idempotency-Key": event.id,
+            "User-Agent": f"printery/{__version__}",
+        }
+        if self.secret:
+            headers["X-Printery-Signature"] = sign(self.secret, body)
+        results: dict[str, Delivery] = {}
+
+        async def one(url: str) -> None:
+            results[url] = await self._deliver_one(url, event.id, body, headers)
+
+        async with anyio.create_task_group() as tg:
+            for url in self.urls:
+                tg.start_soon(one, url)
+        return [results[url] for url in self.urls]
+
+    async def _deliver_one(
+        self, url: str, event_id: str, body: bytes, headers: dict[str, str]
+    ) -> Delivery:
+        marker = self.keys.delivery_marker(event_id, hashlib.sha256(url.encode()).hexdigest()[:16])
+        earlier = await self.deps.adapter.get(marker)
+        if earlier is not None:
+            return Delivery(url, True, _int_or_none(earlier), 0, earlier=True)
+        attempts = 0
+        settings = self.settings
+        first_wait = settings.notify_webhook_backoff_ms / 1000
+        try:
+            async for attempt in stamina.retry_context(
+                on=_Transient,
+                attempts=settings.notify_webhook_attempts,
+                timeout=None,
+                wait_initial=first_wait,
+                wait_max=settings.notify_webhook_backoff_max_ms / 1000,
+                wait_jitter=first_wait / 2,
+            ):
+                with attempt:
+                    attempts += 1
+                    status = await self._post(url, body, headers)
+        except _Transient as exc:
+            return Delivery(url, False, exc.status, attempts, exc.error, transient=True)
+        if 200 <= status < 300:
+            record = json.dumps({"status": status, "attempts": attempts, "at": now_rfc3339()})
+            await self.deps.adapter.set_once(marker, record, settings.notify_marker_ttl)
+            return Delivery(url, True, status, attempts)
+        return Delivery(url, False, status, attempts, f"HTTP {status}: refused, not retried")
+
+    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
+        timeout = self.settings.notify_webhook_timeout
+        try:
+            async with self._client().post(
+                url,
+                data=body,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=timeout),
+                allow_redirects=False,
+            ) as response:
+                status = response.status
+        except TimeoutError as exc:
+            raise _Transient(None, f"timed out after {timeout:g} s") from exc
+        except aiohttp.ClientError as exc:
+            raise _Transient(None, f"{type(exc).__name__}: {exc}"[:_ERROR_CHARS]) from exc
+        if status >= 500 or status in _RETRYABLE_4XX:
+            raise _Transient(status, f"HTTP {status}")
+        return status
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            # Webhooks usually live outside the cluster: honour HTTPS_PROXY / NO_PROXY.
+            self._session = aiohttp.ClientSession(trust_env=True)
+        return self._session
+
+    def _timeline(self, event: Event, results: list[Delivery]) -> list[Write]:
+        if not results:
+            status, message = "logged", f"{event.type} logged (no webhooks configured)"
+        else:
+            ok = sum(r.delivered for r in results)
+            status = "delivered" if ok == len(results) else "failed"
+            message = f"{event.type} delivered to {ok} of {len(results)} webhook(s)"
+            refused = [f"{redact_url(r.url)}: {r.error}" for r in results if not r.delivered]
+            if refused:
+                message += "; " + "; ".join(refused)
+        return timeline_writes(
+            self.keys,
+            event.subject,
+            "notification",
+            status,
+            message,
+            ttl_s=self.settings.timeline_ttl,
+            record_status=False,
+        )
+
+
+def _int_or_none(record: str) -> int | None:
+    try:
+        status = json.loads(record).get("status")
+    except (ValueError, AttributeError):
+        return None
+    return status if isinstance(status, int) else None

@@ -1,0 +1,240 @@
+"""The notifier's handler against scripted loopback webhooks: signature, retries, markers, audit."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import anyio
+import pytest
+import structlog
+from aiohttp import web
+
+from printery.adapter import StreamAdapter, Write
+from printery.envelope import Event
+from printery.errors import RetryLater
+from printery.message import Message
+from printery.notifier import NotifierWorker, sign
+from tests.support.harness import make_deps
+from tests.support.redis_server import free_port
+
+pytestmark = pytest.mark.timeout(15)
+
+SECRET = "s3cret"
+FAST = {
+    "NOTIFY_WEBHOOK_SECRET": SECRET,
+    "NOTIFY_WEBHOOK_ATTEMPTS": "3",
+    "NOTIFY_WEBHOOK_BACKOFF_MS": "1",
+    "NOTIFY_WEBHOOK_BACKOFF_MAX_MS": "5",
+    "NOTIFY_WEBHOOK_TIMEOUT": "0.2",
+}
+
+
+class Receiver:
+    """A webhook answering with the next status of its script (the last repeats); keeps requests."""
+
+    def __init__(self, *statuses: int, delay: float = 0.0) -> None:
+        self.statuses = list(statuses)
+        self.delay = delay
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+        self.url = ""
+
+    async def hook(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.requests.append((dict(request.headers), body))
+        await anyio.sleep(self.delay)
+        return web.Response(status=self.statuses[min(len(self.requests), len(self.statuses)) - 1])
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Any]:
+    runners: list[web.AppRunner] = []
+
+    async def start(receiver: Receiver) -> Receiver:
+        app = web.Application()
+        app.add_routes([web.post("/hook", receiver.hook)])
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.1)
+        await runner.setup()
+        runners.append(runner)
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        receiver.url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
+        return receiver
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def notifiers(fake_adapter: StreamAdapter, prefix: str) -> AsyncIterator[Any]:
+    made: list[NotifierWorker] = []
+
+    def make(*urls: str, **env: str) -> NotifierWorker:
+        worker = NotifierWorker(
+            make_deps(fake_adapter, prefix, NOTIFY_WEBHOOK_URLS=",".join(urls), **{**FAST, **env})
+        )
+        made.append(worker)
+        return worker
+
+    yield make
+    for worker in made:
+        await worker.aclose()
+
+
+OUTCOME = Event.create(
+    "deployment.blocked",
+    "dep-42",
+    {
+        "deployment_id": "dep-42",
+        "service": "billing-api",
+        "reasons": ["auth-api ^2.1.0: found 1.9.0"],
+    },
+    source="printery/dependency-checker",
+    traceparent="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+)
+
+
+def message(event: Event = OUTCOME, deliveries: int = 1) -> Message:
+    raw = {k.encode(): v.encode() for k, v in event.to_fields().items()}
+    return Message("s", "1-0", raw, deliveries)
+
+
+def audit(writes: Sequence[Write], worker: NotifierWorker) -> list[Event]:
+    return [
+        Event.from_fields(dict(zip(map(str, w.args[::2]), map(str, w.args[1::2]), strict=True)))
+        for w in writes
+        if w.op == "XADD" and w.key == worker.keys.delivered
+    ]
+
+
+async def test_post_is_signed_structured_and_keyed(notifiers: Any, serve: Any) -> None:
+    """The body is the structured CloudEvent; the signature is the HMAC of its exact bytes."""
+    receiver = await serve(Receiver(204))
+    await notifiers(receiver.url).handle(message())
+    [(headers, body)] = receiver.requests
+    expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    assert headers["X-Printery-Signature"] == expected == sign(SECRET, body)
+    assert headers["Content-Type"].startswith("application/cloudevents+json")
+    assert headers["Idempotency-Key"] == OUTCOME.id
+    assert json.loads(body) == OUTCOME.to_structured()
+
+
+async def test_no_secret_no_signature(notifiers: Any, serve: Any) -> None:
+    """With NOTIFY_WEBHOOK_SECRET empty, the signature header is left out, not sent empty."""
+    receiver = await serve(Receiver(200))
+    await notifiers(receiver.url, NOTIFY_WEBHOOK_SECRET="").handle(message())
+    [(headers, _)] = receiver.requests
+    assert "X-Printery-Signature" not in headers
+
+
+RESULTS = [
+    ("accepted", (200,), "notification.delivered", 200, 1),
+    ("5xx then accepted", (503, 502, 200), "notification.delivered", 200, 3),
+    ("rate limited then accepted", (429, 204), "notification.delivered", 204, 2),
+    ("4xx is permanent", (404,), "notification.failed", 404, 1),
+    ("a redirect is not followed", (302,), "notification.failed", 302, 1),
+]
+
+
+@pytest.mark.parametrize(
+    ("script", "kind", "status", "attempts"),
+    [case[1:] for case in RESULTS],
+    ids=[case[0] for case in RESULTS],
+)
+async def test_answers_decide_the_result(  # noqa: PLR0917 - pytest passes fixtures and parameters by name
+    notifiers: Any, serve: Any, script: tuple[int, ...], kind: str, status: int, attempts: int
+) -> None:
+    """5xx and 429 are retried with backoff; other 4xx fail at once; each result is audited."""
+    receiver = await serve(Receiver(*script))
+    worker = notifiers(receiver.url)
+    writes = await worker.handle(message())
+    [record] = audit(writes, worker)
+    data = record.data_object()
+    assert (record.type, data["status"], data["attempts"]) == (kind, status, attempts)
+    assert len(receiver.requests) == attempts
+    assert data["event_id"] == OUTCOME.id
+    assert record.subject == "dep-42"
+
+
+@pytest.mark.parametrize(
+    ("receiver", "error"),
+    [(Receiver(500), "HTTP 500"), (Receiver(200, delay=1.0), "timed out after 0.2 s")],
+    ids=["5xx every time", "too slow every time"],
+)
+async def test_transient_failure_after_the_retries_means_retry_later(
+    notifiers: Any, serve: Any, receiver: Receiver, error: str
+) -> None:
+    """When the retries run out on a transient fault, the message is left for redelivery."""
+    await serve(receiver)
+    with pytest.raises(RetryLater, match=error):
+        await notifiers(receiver.url).handle(message())
+    assert len(receiver.requests) == 3
+
+
+async def test_unreachable_webhook_means_retry_later(notifiers: Any) -> None:
+    """A refused connection is transient too."""
+    with pytest.raises(RetryLater, match="ClientConnectorError"):
+        await notifiers(f"http://127.0.0.1:{free_port()}/hook").handle(message())
+
+
+async def test_marker_prevents_a_second_send(
+    notifiers: Any, serve: Any, fake_adapter: StreamAdapter
+) -> None:
+    """On redelivery, a webhook that already took the event is skipped; the other is retried."""
+    took_it, flaky = await serve(Receiver(200)), await serve(Receiver(503, 503, 503, 200))
+    worker = notifiers(took_it.url, flaky.url)
+    with pytest.raises(RetryLater):
+        await worker.handle(message(deliveries=1))
+    writes = await worker.handle(message(deliveries=2))
+    assert len(took_it.requests) == 1
+    assert len(flaky.requests) == 4
+    first, second = audit(writes, worker)
+    assert first.data_object()["earlier_delivery"] is True
+    assert (second.type, second.data_object()["attempts"]) == ("notification.delivered", 1)
+    markers = [
+        k async for k in fake_adapter.client.scan_iter(match=f"{worker.keys.prefix}:notified:*")
+    ]
+    assert len(markers) == 2
+    assert 0 < await fake_adapter.client.ttl(markers[0]) <= 7 * 86400
+
+
+async def test_refused_webhook_sets_no_marker(
+    notifiers: Any, serve: Any, fake_adapter: StreamAdapter
+) -> None:
+    """Only a 2xx writes the marker: a refusal is not a delivery."""
+    receiver = await serve(Receiver(400))
+    worker = notifiers(receiver.url)
+    await worker.handle(message())
+    assert [
+        k async for k in fake_adapter.client.scan_iter(match=f"{worker.keys.prefix}:notified:*")
+    ] == []
+
+
+async def test_every_outcome_is_logged(notifiers: Any) -> None:
+    """The log gets printery.deployment_outcome with the id, type and reasons, webhooks or not."""
+    worker = notifiers()
+    with structlog.testing.capture_logs() as logs:
+        writes = await worker.handle(message())
+    [entry] = [e for e in logs if e["event"] == "printery.deployment_outcome"]
+    assert (entry["deployment_id"], entry["type"], entry["reasons"]) == (
+        "dep-42",
+        "deployment.blocked",
+        ["auth-api ^2.1.0: found 1.9.0"],
+    )
+    assert audit(writes, worker) == []
+    [log] = [w for w in writes if w.op == "RPUSH"]
+    assert json.loads(log.args[0])["status"] == "logged"
+
+
+async def test_notification_does_not_overwrite_the_deployment_status(
+    notifiers: Any, serve: Any
+) -> None:
+    """The timeline gains a notification entry; the deployment's status stays its outcome."""
+    receiver = await serve(Receiver(200))
+    writes = await notifiers(receiver.url).handle(message())
+    [fields] = [dict(zip(w.args[::2], w.args[1::2], strict=True)) for w in writes if w.op == "HSET"]
+    assert "status" not in fields
+    assert "notification_at" in fields
