@@ -9,7 +9,8 @@ Multi-step operations are server-side scripts, each atomic:
 - ``commit``: per entry, XACK first, and only when it acked (returned 1)
   write the outputs; a whole batch of entries in one call. A commit retried
   after a timeout finds the message already acked and writes nothing, so an
-  input never yields its outputs twice. Unflagged scripts
+  input never yields its outputs twice. Output keys of the wrong type are
+  found before the ack, so a WRONGTYPE never leaves an ack without outputs. Unflagged scripts
   are refused under OOM only before their first write, so the script cannot
   stop between the ack and the outputs.
 - ``refresh``: reset the idle time of messages still owned by this consumer,
@@ -51,11 +52,23 @@ _HAND_BACK_IDLE_MS: Final = 100 * 86_400_000
 
 _COMMIT = """
 local group, n, a = ARGV[1], tonumber(ARGV[2]), 3
+local kinds = {XADD = 'stream', HSET = 'hash', RPUSH = 'list'}
 local acked = {}
 for i = 1, n, 1 do
   local id, writes = ARGV[a], tonumber(ARGV[a + 1])
   a = a + 2
-  acked[i] = redis.call('XACK', KEYS[1], group, id)
+  -- A write that would fail (WRONGTYPE) must fail before the ack, never after it.
+  local b = a
+  for _ = 1, writes, 1 do
+    local want, key = kinds[ARGV[b]], ARGV[b + 1]
+    local have = want and redis.call('TYPE', key)['ok']
+    if have and have ~= 'none' and have ~= want then
+      acked[i] = key .. ' holds a ' .. have .. ', not a ' .. want
+      break
+    end
+    b = b + 3 + tonumber(ARGV[b + 2])
+  end
+  if acked[i] == nil then acked[i] = redis.call('XACK', KEYS[1], group, id) end
   for _ = 1, writes, 1 do
     local op, key, count = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
     if acked[i] == 1 then
@@ -334,11 +347,13 @@ class StreamAdapter:
 
     async def commit(
         self, stream: str, group: str, batch: Sequence[tuple[str, Sequence[Write]]]
-    ) -> list[bool]:
+    ) -> list[bool | str]:
         """Ack each entry of ``stream`` and write its outputs, atomically; one round trip.
 
-        Per entry, the outputs are written only if this call's XACK acked it:
-        returns, per entry, whether it did (False: acked before, nothing written).
+        Per entry, the outputs are written only if this call's XACK acked it.
+        Returns, per entry, True (acked and written), False (acked before:
+        nothing written) or the reason it could not be committed (an output
+        key of another type: neither acked nor written).
         """
         if not batch:
             return []
@@ -349,7 +364,7 @@ class StreamAdapter:
                 args.extend((w.op, w.key, str(len(w.args)), *w.args))
         with translated():
             acked: Any = await self._commit(keys=[stream], args=args)
-        return [int(flag) == 1 for flag in acked]
+        return [_str(flag) if isinstance(flag, bytes) else int(flag) == 1 for flag in acked]
 
     async def refresh(
         self, stream: str, group: str, consumer: str, ids: Sequence[str], *, idle_ms: int = 0

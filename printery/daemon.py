@@ -27,7 +27,7 @@ from printery.adapter import GroupStats, StreamAdapter, connect
 from printery.errors import ConfigError, ConsumerNameTaken, RedisPermanent, RedisUnavailable
 from printery.heartbeat import Heartbeat
 from printery.keys import Keys
-from printery.lifecycle import Hub
+from printery.lifecycle import Emit, Hub
 from printery.logs import configure_logging, get_logger, log_sink
 from printery.manager import WorkerManager
 from printery.metrics import Metrics
@@ -36,7 +36,7 @@ from printery.settings import BUILTIN_WORKERS, Settings, load_settings
 from printery.web import Endpoints
 from printery.worker import StreamWorker, Worker, WorkerDeps, load_factory
 
-__all__ = ["build_parser", "main", "run"]
+__all__ = ["build_manager", "build_parser", "main", "run"]
 
 _FLAGS: dict[str, tuple[str, Any, str]] = {
     # flag: (settings field, type, help)
@@ -127,14 +127,36 @@ def run(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _build_workers(settings: Settings, deps: WorkerDeps) -> list[Worker]:
-    workers: list[Worker] = []
+def build_manager(settings: Settings, deps: WorkerDeps, emit: Emit) -> WorkerManager:
+    """The selected workers, built and registered under a manager configured by ``settings``.
+
+    Raises ConfigError for an unknown worker, a bad per-worker setting or a
+    dependency cycle: configuration errors surface before any I/O.
+    """
+    manager = WorkerManager(
+        emit=emit,
+        supervised=settings.supervised_mode,
+        policy=RestartPolicy(
+            max_restarts=settings.max_restart_attempts,
+            backoff_s=settings.restart_backoff_ms / 1000,
+            backoff_max_s=settings.restart_backoff_max_ms / 1000,
+            window_s=settings.restart_window,
+        ),
+        health_check_interval=settings.health_check_interval,
+        shutdown_timeout=settings.shutdown_timeout,
+        known_workers=set(BUILTIN_WORKERS),
+    )
     for name in settings.workers:
         worker = load_factory(name)(deps)
         if not isinstance(worker, Worker):
             raise ConfigError("WORKER_MODE", f"{name!r} did not build a worker")
-        workers.append(worker)
-    return workers
+        hang = (
+            worker.hang_timeout
+            if isinstance(worker, StreamWorker)
+            else settings.hang_timeout_for(worker.name)
+        )
+        manager.register(worker, hang_timeout=hang)
+    return manager
 
 
 async def _serve(settings: Settings) -> int:
@@ -149,7 +171,8 @@ async def _serve(settings: Settings) -> int:
     )
     adapter = StreamAdapter(client)
     deps = WorkerDeps(settings, adapter, keys, settings.consumer_name)
-    workers = _build_workers(settings, deps)  # configuration errors first, before any I/O
+    manager = build_manager(settings, deps, hub)  # configuration errors first, before any I/O
+    workers = manager.workers()
     try:
         await adapter.ping()
     except RedisUnavailable as exc:
@@ -158,26 +181,6 @@ async def _serve(settings: Settings) -> int:
             error=str(exc),
             redis_url=settings.redis_url_redacted,
         )
-    manager = WorkerManager(
-        emit=hub,
-        supervised=settings.supervised_mode,
-        policy=RestartPolicy(
-            max_restarts=settings.max_restart_attempts,
-            backoff_s=settings.restart_backoff_ms / 1000,
-            backoff_max_s=settings.restart_backoff_max_ms / 1000,
-            window_s=settings.restart_window,
-        ),
-        health_check_interval=settings.health_check_interval,
-        shutdown_timeout=settings.shutdown_timeout,
-        known_workers=set(BUILTIN_WORKERS),
-    )
-    for worker in workers:
-        hang = (
-            worker.hang_timeout
-            if isinstance(worker, StreamWorker)
-            else settings.hang_timeout_for(worker.name)
-        )
-        manager.register(worker, hang_timeout=hang)
 
     stats: list[GroupStats] = []
 

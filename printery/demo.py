@@ -38,15 +38,14 @@ from aiohttp import web
 from anyio.abc import Process
 
 from printery.adapter import StreamAdapter, connect
-from printery.daemon import _build_workers
+from printery.daemon import build_manager
 from printery.errors import RedisUnavailable
 from printery.keys import Keys
 from printery.lifecycle import Hub, LifecycleEvent, MessageHandled, Outcome
 from printery.logs import configure_logging, log_sink
-from printery.manager import WorkerManager
 from printery.notifier import sign
 from printery.publish import started_event
-from printery.settings import BUILTIN_WORKERS, load_settings
+from printery.settings import load_settings
 from printery.timeline import format_timeline, read_timeline
 from printery.worker import WorkerDeps
 
@@ -196,14 +195,13 @@ async def _demo(verbose: bool, out: TextIO) -> int:
                 "NOTIFY_WEBHOOK_URLS": f"{hooks}/hooks",
                 "NOTIFY_WEBHOOK_SECRET": secret,
                 "HTTP_PORT": "0",
+                "SHUTDOWN_TIMEOUT": "5",
             },
         )
         keys = Keys(settings.stream_prefix)
         hub = Hub([progress.sink, *([log_sink("demo")] if verbose else [])])
         deps = WorkerDeps(settings, adapter, keys, settings.consumer_name)
-        manager = WorkerManager(emit=hub, shutdown_timeout=5.0, known_workers=set(BUILTIN_WORKERS))
-        for worker in _build_workers(settings, deps):
-            manager.register(worker, hang_timeout=settings.hang_timeout)
+        manager = build_manager(settings, deps, hub)
         samples = _samples(health)
         ok = False
         async with anyio.create_task_group() as tg:

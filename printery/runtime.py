@@ -99,6 +99,7 @@ class StreamConsumer:
         self.held: dict[str, Entry] = {}
         self.started: set[str] = set()
         self.retrying: set[str] = set()
+        self._late_hand_back: list[str] = []
         self._space = anyio.Event()
         self._degraded = False
         self._recover_after: str | None = "0"
@@ -133,6 +134,8 @@ class StreamConsumer:
                     await self._read_loop(task_status)
                     side.cancel_scope.cancel()
                 await self._drain()
+            # Handlers that asked to retry while draining: hand those back too.
+            await self._hand_back_ids(self._late_hand_back)
             drained = True
         finally:
             if not drained:
@@ -300,6 +303,10 @@ class StreamConsumer:
     def _dead_letter(
         self, entry: Entry, reason: str, commits: MemoryObjectSendStream[_Commit], started: float
     ) -> None:
+        commits.send_nowait(self._dead_letter_commit(entry, reason, started))
+
+    def _dead_letter_commit(self, entry: Entry, reason: str, started: float) -> _Commit:
+        """The commit that acks ``entry`` and adds it, with the reason, to ``<stream>:dead``."""
         fields: dict[str, str | bytes] = {
             k.decode(errors="replace"): v for k, v in (entry.fields or {}).items()
         }
@@ -314,7 +321,7 @@ class StreamConsumer:
             }
         )
         dead = [Write.xadd(Keys.dead(self.stream), fields)]
-        commits.send_nowait(_Commit(entry, dead, Outcome.DEAD_LETTERED, started, reason))
+        return _Commit(entry, dead, Outcome.DEAD_LETTERED, started, reason)
 
     def _retry(
         self, entry: Entry, reason: str, commits: MemoryObjectSendStream[_Commit], started: float
@@ -324,6 +331,10 @@ class StreamConsumer:
             self._dead_letter(entry, reason, commits, started)
             return
         self.started.discard(entry.id)
+        if self.ctx.stopping.is_set():
+            # Draining: no redelivery here; a live consumer takes it at once.
+            self._late_hand_back.append(entry.id)
+            return
         self.retrying.add(entry.id)
         self.ctx.emit(
             MessageHandled(
@@ -376,12 +387,30 @@ class StreamConsumer:
                         batch.append(self._commit_recv.receive_nowait())
                     except (anyio.WouldBlock, anyio.EndOfStream):
                         break
-                acked = await self._reconnecting(functools.partial(self._commit_once, batch))
-                for request, ok in zip(batch, acked, strict=True):
-                    reason = request.reason or ("" if ok else "already acked")
-                    self._finish(request.entry, request.outcome, request.started, reason)
+                while batch:
+                    batch = await self._commit_batch(batch)
 
-    async def _commit_once(self, batch: list[_Commit]) -> list[bool]:
+    async def _commit_batch(self, batch: list[_Commit]) -> list[_Commit]:
+        """Commit, finish what went through; return the dead letters still to commit."""
+        results = await self._reconnecting(functools.partial(self._commit_once, batch))
+        again: list[_Commit] = []
+        for request, result in zip(batch, results, strict=True):
+            if isinstance(result, str):
+                reason = f"cannot write the outputs: {result}"
+                if request.outcome is Outcome.DEAD_LETTERED:
+                    # Even <stream>:dead is unusable: it stays pending, and says so loudly.
+                    self.ctx.emit(
+                        HandlerRaised(self.worker.name, self.stream, request.entry.id, reason, "")
+                    )
+                    self._release(request.entry.id)
+                else:
+                    again.append(self._dead_letter_commit(request.entry, reason, request.started))
+                continue
+            reason = request.reason or ("" if result else "already acked")
+            self._finish(request.entry, request.outcome, request.started, reason)
+        return again
+
+    async def _commit_once(self, batch: list[_Commit]) -> list[bool | str]:
         # One attempt is shielded, so the drain deadline never splits a commit from
         # its bookkeeping; the backoff between attempts stays cancellable.
         with anyio.CancelScope(shield=True):
@@ -487,12 +516,18 @@ class StreamConsumer:
         """
         try:
             pending = await self.adapter.own_pending_ids(self.stream, self.group, self.consumer)
-            ids = [i for i in pending if i not in exclude]
-            if ids:
-                count = await self.adapter.hand_back(self.stream, self.group, self.consumer, ids)
-                self.ctx.emit(MessagesHandedBack(self.worker.name, self.stream, count))
         except RedisUnavailable:
             return  # they stay pending and are claimed after CLAIM_IDLE_MS
+        await self._hand_back_ids([i for i in pending if i not in exclude])
+
+    async def _hand_back_ids(self, ids: list[str]) -> None:
+        if not ids:
+            return
+        try:
+            count = await self.adapter.hand_back(self.stream, self.group, self.consumer, ids)
+        except RedisUnavailable:
+            return  # they stay pending and are claimed after CLAIM_IDLE_MS
+        self.ctx.emit(MessagesHandedBack(self.worker.name, self.stream, count))
         for entry_id in ids:
             self._release(entry_id)
 

@@ -233,3 +233,49 @@ async def test_redis_restart_degrades_then_recovers_losing_nothing(
     assert sorted(await out_ids(adapter, worker)) == sorted(first + second)
     assert [e for e in recorder.events if isinstance(e, WorkerRestartScheduled)] == []
     await adapter.close()
+
+
+async def test_retry_during_drain_hands_back_and_spares_the_others(
+    real_adapter: StreamAdapter, prefix: str
+) -> None:
+    """A handler that says retry while draining hands its message back; others still commit."""
+    recorder = Recorder()
+    both = anyio.Event()
+
+    class SignalsWhenBothRun(EchoWorker):
+        async def handle(self, message: Message) -> Sequence[Write]:
+            if len(self.calls) == 1:
+                both.set()  # this is the second call: both handlers are running
+            return await super().handle(message)
+
+    worker = SignalsWhenBothRun(make_deps(real_adapter, prefix, "c1", CLAIM_IDLE_MS="60000"))
+    retried = await real_adapter.add(worker.stream, {"sleep": "0.3", "fail": "retry"})
+    finished = await real_adapter.add(worker.stream, {"sleep": "0.6"})
+    async with running(worker, recorder=recorder):
+        with anyio.fail_after(5):
+            await both.wait()  # the drain starts with both in flight
+    assert await out_ids(real_adapter, worker) == [finished]
+    _, claimed, _ = await real_adapter.autoclaim(
+        worker.stream, worker.group, "c2", min_idle_ms=60000, start="0-0", count=10
+    )
+    assert [e.id for e in claimed] == [retried]
+
+
+async def test_output_key_of_the_wrong_type_dead_letters_without_acking_first(
+    real_adapter: StreamAdapter, prefix: str
+) -> None:
+    """WRONGTYPE on an output is found before the ack: dead-lettered with the reason."""
+    recorder = Recorder()
+    worker = EchoWorker(make_deps(real_adapter, prefix))
+    await real_adapter.client.set(worker.out, "not a stream")
+    entry_id = await real_adapter.add(worker.stream, {"n": "1"})
+    async with running(worker, recorder=recorder) as manager:
+        await recorder.wait_for(lambda ev: len(handled(ev, Outcome.DEAD_LETTERED)) == 1)
+        assert manager.status()["echo"].state.value == "running"
+    dead = await real_adapter.client.xrange(f"{worker.stream}:dead")
+    assert [(f[b"original_id"].decode(), f[b"error"].decode()) for _, f in dead] == [
+        (entry_id, f"cannot write the outputs: {worker.out} holds a string, not a stream")
+    ]
+    stats = await real_adapter.group_stats(worker.stream, worker.group)
+    assert stats is not None
+    assert stats.pending == 0
