@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 import anyio
+import anyio.lowlevel
 import stamina
 from anyio.abc import TaskGroup, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -59,6 +60,7 @@ __all__ = ["StreamConsumer"]
 T = TypeVar("T")
 
 _COMMIT_BATCH = 256
+_COMMIT_LINGER_S = 0.002  # longest a result waits for others to share its round trip
 _RECONNECT_S = (0.1, 5.0)  # first and largest delay between reconnect attempts
 
 
@@ -161,7 +163,8 @@ class StreamConsumer:
         announced = False
         while not self.ctx.stopping.is_set():
             free = self.limit - len(self.held)
-            if free <= 0:
+            # Read full batches: wait for room for one, unless nothing is held at all.
+            if free < min(self.batch_size, self.limit) and self.held:
                 self._space = anyio.Event()
                 await self._space.wait()
                 continue
@@ -382,10 +385,18 @@ class StreamConsumer:
         async with self._commit_recv:
             async for first in self._commit_recv:
                 batch = [first]
+                linger_until = time.monotonic() + _COMMIT_LINGER_S
                 while len(batch) < _COMMIT_BATCH:
                     try:
                         batch.append(self._commit_recv.receive_nowait())
-                    except (anyio.WouldBlock, anyio.EndOfStream):
+                    except anyio.WouldBlock:
+                        # Handlers still have read messages to get through: let them,
+                        # and commit those results in the same round trip.
+                        buffered = self._buffer_send.statistics().current_buffer_used
+                        if not buffered or time.monotonic() >= linger_until:
+                            break
+                        await anyio.lowlevel.checkpoint()
+                    except anyio.EndOfStream:
                         break
                 while batch:
                     batch = await self._commit_batch(batch)

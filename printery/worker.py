@@ -151,8 +151,12 @@ class StreamWorker(abc.ABC):
 
     @property
     def max_in_flight(self) -> int:
-        """Messages read but not yet acked: running handlers plus a read-ahead buffer."""
-        return self.concurrency + self.settings.batch_size
+        """Messages read but not yet acked: running handlers plus two batches of read-ahead.
+
+        The runtime reads only when a whole batch fits (or it holds nothing), so
+        reads stay full-sized: one round trip per ``BATCH_SIZE`` messages.
+        """
+        return self.concurrency + 2 * self.settings.batch_size
 
     def beat(self) -> None:
         """Report progress from a long handler (a health poll, a re-check) to the hang detector."""
