@@ -101,13 +101,8 @@ class PlainCommitAdapter(StreamAdapter):
         return [True] * len(batch)
 
 
-async def printery_run(url: str, prefix: str, count: int, concurrency: int, atomic: bool) -> float:
-    settings = load_settings(
-        {}, {"STREAM_PREFIX": prefix, "PASSTHROUGH_CONCURRENCY": str(concurrency)}
-    )
-    client = connect(url, socket_timeout=5, connect_timeout=2)
-    adapter = StreamAdapter(client) if atomic else PlainCommitAdapter(client)
-    worker = PassThrough(WorkerDeps(settings, adapter, Keys(prefix), "c"))
+async def run_until_handled(worker: StreamWorker, count: int) -> float:
+    """Run ``worker`` under a WorkerManager until it has handled ``count`` messages; seconds."""
     done = anyio.Event()
     handled = 0
 
@@ -132,10 +127,21 @@ async def printery_run(url: str, prefix: str, count: int, concurrency: int, atom
 
             first.start_soon(finish, done)
             first.start_soon(finish, manager.fatal)
-        if manager.fatal.is_set():
-            raise SystemExit("bench: the worker crashed; run with LOG_LEVEL=debug to see why")
         elapsed = time.perf_counter() - began
         await manager.stop_all()
+    if manager.fatal.is_set():
+        raise SystemExit("bench: the worker crashed; run with LOG_LEVEL=debug to see why")
+    return elapsed
+
+
+async def printery_run(url: str, prefix: str, count: int, concurrency: int, atomic: bool) -> float:
+    settings = load_settings(
+        {}, {"STREAM_PREFIX": prefix, "PASSTHROUGH_CONCURRENCY": str(concurrency)}
+    )
+    client = connect(url, socket_timeout=5, connect_timeout=2)
+    adapter = StreamAdapter(client) if atomic else PlainCommitAdapter(client)
+    worker = PassThrough(WorkerDeps(settings, adapter, Keys(prefix), "c"))
+    elapsed = await run_until_handled(worker, count)
     await adapter.close()
     return count / elapsed
 

@@ -26,6 +26,7 @@ Multi-step operations are server-side scripts, each atomic:
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -51,29 +52,29 @@ __all__ = [
 _HAND_BACK_IDLE_MS: Final = 100 * 86_400_000
 
 _COMMIT = """
-local group, n, a = ARGV[1], tonumber(ARGV[2]), 3
+local group, batch = ARGV[1], cjson.decode(ARGV[2])
 local kinds = {XADD = 'stream', HSET = 'hash', RPUSH = 'list'}
+local function value(v)
+  if type(v) == 'table' then return ARGV[v[1]] end  -- bytes that are not UTF-8
+  return v
+end
 local acked = {}
-for i = 1, n, 1 do
-  local id, writes = ARGV[a], tonumber(ARGV[a + 1])
-  a = a + 2
+for i, item in ipairs(batch) do
+  local id, writes = item[1], item[2]
   -- A write that would fail (WRONGTYPE) must fail before the ack, never after it.
-  local b = a
-  for _ = 1, writes, 1 do
-    local want, key = kinds[ARGV[b]], ARGV[b + 1]
-    local have = want and redis.call('TYPE', key)['ok']
+  for _, w in ipairs(writes) do
+    local want = kinds[w[1]]
+    local have = want and redis.call('TYPE', w[2])['ok']
     if have and have ~= 'none' and have ~= want then
-      acked[i] = key .. ' holds a ' .. have .. ', not a ' .. want
+      acked[i] = w[2] .. ' holds a ' .. have .. ', not a ' .. want
       break
     end
-    b = b + 3 + tonumber(ARGV[b + 2])
   end
   if acked[i] == nil then acked[i] = redis.call('XACK', KEYS[1], group, id) end
-  for _ = 1, writes, 1 do
-    local op, key, count = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
-    if acked[i] == 1 then
-      local args = {}
-      for j = 1, count, 1 do args[j] = ARGV[a + 2 + j] end
+  if acked[i] == 1 then
+    for _, w in ipairs(writes) do
+      local op, key, args = w[1], w[2], {}
+      for j, v in ipairs(w[3]) do args[j] = value(v) end
       if op == 'XADD' then
         redis.call('XADD', key, '*', unpack(args))
       elseif op == 'HSET' then
@@ -85,7 +86,6 @@ for i = 1, n, 1 do
         redis.call('EXPIRE', key, args[1])
       end
     end
-    a = a + 3 + count
   end
 end
 return acked
@@ -357,11 +357,25 @@ class StreamAdapter:
         """
         if not batch:
             return []
-        args: list[str | bytes] = [group, str(len(batch))]
-        for entry_id, writes in batch:
-            args.extend((entry_id, str(len(writes))))
-            for w in writes:
-                args.extend((w.op, w.key, str(len(w.args)), *w.args))
+        # One JSON argument instead of thousands: redis-py packs each argument in
+        # Python (7.7 ms for 5,500 of them), json.dumps the lot in 0.7 ms. Values
+        # that are not UTF-8 travel as arguments of their own, referenced by index.
+        binary: list[bytes] = []
+
+        def encoded(value: str | bytes) -> str | list[int]:
+            if isinstance(value, str):
+                return value
+            try:
+                return value.decode()
+            except UnicodeDecodeError:
+                binary.append(value)
+                return [len(binary) + 2]  # ARGV index in Lua: group, payload, then these
+
+        payload = [
+            [entry_id, [[w.op, w.key, [encoded(a) for a in w.args]] for w in writes]]
+            for entry_id, writes in batch
+        ]
+        args: list[str | bytes] = [group, json.dumps(payload, separators=(",", ":")), *binary]
         with translated():
             acked: Any = await self._commit(keys=[stream], args=args)
         return [_str(flag) if isinstance(flag, bytes) else int(flag) == 1 for flag in acked]

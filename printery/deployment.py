@@ -50,6 +50,7 @@ _DNS_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _RANGE_OR = re.compile(r"\s*\|\|\s*")
 # A string is consumed whole, so brackets inside it never count; a lone quote is an
 # unterminated string, after which nothing is structure (and rescanning would be quadratic).
+_WHITESPACE = re.compile(r"\s")
 _JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*+"|[\[\]{}]|"', re.DOTALL)
 _NUMERIC_HOST = re.compile(r"[0-9][0-9a-fx.]*")
 _METADATA_NAMES = frozenset({"metadata", "metadata.google.internal"})
@@ -173,7 +174,8 @@ def parse_data(text: str | bytes, max_bytes: int) -> object:
         raise Invalid([f"data: not valid JSON ({exc})"]) from exc
     except ValueError as exc:  # past Python's limit on the digits of an int
         raise Invalid(["data: not valid JSON (a number with too many digits)"]) from exc
-    if _too_many_elements(value):
+    # Every element takes at least one character: short texts need no count.
+    if len(text) > _MAX_ELEMENTS and _too_many_elements(value):
         raise Invalid(
             [f"data: more than {_MAX_ELEMENTS} elements in its arrays and objects"],
             _recover_id(value),
@@ -191,6 +193,8 @@ def _refuse_constant(name: str) -> object:
 
 def _too_deep(text: str) -> bool:
     """Scan brackets without parsing, so a bracket bomb costs a regex pass, not the stack."""
+    if text.count("[") + text.count("{") <= _MAX_DEPTH:
+        return False  # not enough openers anywhere, strings included, to go too deep
     depth = 0
     for match in _JSON_TOKEN.finditer(text):
         lexeme = match.group()
@@ -415,7 +419,7 @@ def _url_problem(url: str, globs: Sequence[str]) -> str | None:
     if len(url) > _MAX_URL_CHARS:
         return f"at most {_MAX_URL_CHARS} characters (got {len(url)})"
     # urlsplit silently drops tabs and newlines: what it checked would not be what was given.
-    if any(c.isspace() or not c.isprintable() for c in url) or not _encodable(url):
+    if not url.isprintable() or _WHITESPACE.search(url) or not _encodable(url):
         return f"must not contain whitespace or control characters (got {_show(url)})"
     try:
         parts = urlsplit(url)
