@@ -156,6 +156,7 @@ def build_manager(settings: Settings, deps: WorkerDeps, emit: Emit) -> WorkerMan
             else settings.hang_timeout_for(worker.name)
         )
         manager.register(worker, hang_timeout=hang)
+    manager.check()
     return manager
 
 

@@ -2,18 +2,19 @@
 
 ::
 
-    start_all ── level 0 ──► level 1 ──► …     (a level's workers start in parallel;
-                                                a worker has started when it calls
-                                                task_status.started())
+    start_all ── each worker starts once its selected dependencies have started
+                 (independent ones in parallel; a worker has started when it
+                 calls task_status.started())
     supervise:   serve() ends ─┬─ stopping ............................ stopped
-                               ├─ RedisPermanent / ConfigError ........ failed (no retry)
+                               ├─ RedisPermanent / ConfigError ........ failed, no retry
+                               │                                      (standalone: exit 2)
                                └─ crash / return / hang (health pass) ─┬─ standalone: exit 1
                                                                        └─ supervised:
                                            budget left? ── yes ─► restarting ─ backoff ─► start
                                                         └─ no ──► failed (others keep running)
-    stop_all ── stopping is set on every worker, last level first; each drains and
-                returns; at the deadline the rest are cancelled; a worker that
-                ignores cancellation is failed.
+    stop_all ── stopping is set on every worker at once (reading stops everywhere);
+                each drains and returns, awaited last level first; at the deadline
+                the rest are cancelled; a worker that ignores cancellation is failed.
 
 The health pass (every ``HEALTH_CHECK_INTERVAL``) finds hangs: a ``running``
 worker whose last beat is older than its hang timeout is cancelled and
@@ -134,6 +135,12 @@ class WorkerManager:
             raise ConfigError("WORKER_MODE", f"worker {worker.name!r} is registered twice")
         budget = RestartBudget(self.policy, clock=self.clock, rng=self.rng)
         self.slots[worker.name] = _Slot(self, worker, hang_timeout, budget)
+
+    def check(self) -> None:
+        """Order the registered workers; ConfigError on a cycle or an unknown dependency.
+
+        Done once every worker is registered, so registration order never matters.
+        """
         self.levels = start_levels(
             [s.worker for s in self.slots.values()], self.known_workers | set(self.slots)
         )
@@ -150,32 +157,45 @@ class WorkerManager:
             tg.cancel_scope.cancel()
 
     async def start_all(self) -> None:
-        """Start level by level; a level's workers start in parallel."""
+        """Start every worker as soon as its own selected dependencies have started.
+
+        Returns once every worker has started (or ended, or the daemon is failing).
+        """
         if self._tg is None:
             raise RuntimeError("start_all() needs run() to be running")
-        for level in self.levels:
-            for worker in level:
-                self._tg.start_soon(self._supervise, self.slots[worker.name])
-            for worker in level:
-                slot = self.slots[worker.name]
-                async with anyio.create_task_group() as waiter:
-                    waiter.start_soon(_first_of, slot.started, slot.finished, self.fatal)
-                if self.stopping or self.fatal.is_set():
-                    return
+        self.check()
+        for slot in self.slots.values():
+            self._tg.start_soon(self._start_when_ready, slot)
+        for slot in self.slots.values():
+            await _first_of(slot.started, slot.finished, self.fatal)
+
+    async def _start_when_ready(self, slot: _Slot) -> None:
+        for dep in slot.worker.depends_on:
+            if dep in self.slots:
+                other = self.slots[dep]
+                await _first_of(other.started, other.finished, self.fatal)
+        if self.stopping or self.fatal.is_set():
+            slot.finished.set()
+            return
+        await self._supervise(slot)
 
     async def stop_all(self) -> None:
-        """Drain: every worker stops taking work; last level first; bounded by the deadline."""
+        """Drain: every worker stops reading at once; they are awaited last level first.
+
+        All are told at once, so no worker keeps taking new messages while a
+        dependant finishes its in-flight work; the whole drain is bounded by
+        the deadline.
+        """
         self.stopping = True
         # Keep a reserve of the deadline for cancelling stragglers and closing up,
         # so the whole drain fits inside SHUTDOWN_TIMEOUT.
         reserve = min(2.0, self.shutdown_timeout * 0.2)
         with anyio.move_on_after(self.shutdown_timeout - reserve) as deadline:
+            for slot in self.slots.values():
+                self._request_stop(slot)
             for level in reversed(self.levels):
-                slots = [self.slots[w.name] for w in level]
-                for slot in slots:
-                    self._request_stop(slot)
-                for slot in slots:
-                    await slot.finished.wait()
+                for worker in level:
+                    await self.slots[worker.name].finished.wait()
         if deadline.cancelled_caught:
             await self._cancel_remaining(grace=reserve / 2)
         self._stopped.set()
@@ -247,6 +267,9 @@ class WorkerManager:
                 self.emit(WorkerCrashed(name, kind, error))
                 if kind == "permanent":
                     self._fail(slot, error)
+                    if not self.supervised:  # bad credentials, bad configuration: exit 2
+                        self.exit_code = 2
+                        self.fatal.set()
                     return
                 if not self.supervised:
                     self._set_state(slot, WorkerState.FAILED, error)
@@ -264,7 +287,8 @@ class WorkerManager:
                 with anyio.move_on_after(delay):
                     await slot.wake.wait()
                 slot.reason = f"restart {slot.budget.restarts} after {kind}"
-            self._set_state(slot, WorkerState.STOPPED, "stopped")
+            if slot.state is not WorkerState.FAILED:  # failed at the deadline stays failed
+                self._set_state(slot, WorkerState.STOPPED, "stopped")
         finally:
             slot.finished.set()
 

@@ -19,12 +19,13 @@ Defaults (and why):
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import socket
 from collections.abc import Mapping
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -48,15 +49,19 @@ _LOG_LEVELS = {
 
 
 def redact_url(url: str) -> str:
-    """The URL with its password replaced, safe for logs, repr and output."""
+    """The URL with every password replaced (userinfo and ``?password=``), safe to print."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    if parts.password is not None:
+        userinfo, _, host = parts.netloc.rpartition("@")
+        user = userinfo.partition(":")[0]
+        parts = parts._replace(netloc=f"{user}:***@{host}")
+    if parts.query:
+        query = [
+            (k, "***" if k.lower() == "password" else v)
+            for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        ]
+        parts = parts._replace(query=urlencode(query, safe="*"))
+    return urlunsplit(parts)
 
 
 def _default_consumer_name() -> str:
@@ -237,9 +242,10 @@ class Settings(BaseSettings):
         raw = self.per_worker.get(worker, {}).get("HANG_TIMEOUT")
         if raw is None:
             return self.hang_timeout
-        value = _number(_env_name(worker, "HANG_TIMEOUT"), raw, "a number of seconds above 0")
-        if value <= 0:
-            raise ConfigError(_env_name(worker, "HANG_TIMEOUT"), f"must be above 0 (got {raw!r})")
+        allowed = "a number of seconds above 0 and at most 86400, like HANG_TIMEOUT"
+        value = _number(_env_name(worker, "HANG_TIMEOUT"), raw, allowed)
+        if not 0 < value <= 86400:
+            raise ConfigError(_env_name(worker, "HANG_TIMEOUT"), f"must be {allowed} (got {raw!r})")
         return value
 
     def concurrency_for(self, worker: str, default: int) -> int:
@@ -268,9 +274,12 @@ def _env_name(worker: str, what: str) -> str:
 
 def _number(name: str, raw: str, allowed: str) -> float:
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
         raise ConfigError(name, f"must be {allowed} (got {raw!r})") from None
+    if not math.isfinite(value):  # nan would silently turn a check off
+        raise ConfigError(name, f"must be {allowed} (got {raw!r})")
+    return value
 
 
 def _per_worker_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:

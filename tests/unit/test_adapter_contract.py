@@ -1,0 +1,374 @@
+"""The stream adapter's contract suite: run unchanged on fakeredis and on a real redis-server.
+
+Like Watermill's universal Pub/Sub suite, every test here takes the ``adapter``
+fixture, parameterised over both backends. fakeredis never blocks on
+``XREADGROUP BLOCK``, so reads pass ``block_ms=None``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+
+from printery.adapter import Entry, GroupStats, StreamAdapter, Write
+from printery.errors import GroupMissing
+
+pytestmark = pytest.mark.timeout(20)
+
+GROUP = "g"
+LONG_IDLE_MS = 3_600_000  # far longer than any test runs: only handed-back entries are this idle
+
+
+def stream_of(prefix: str) -> str:
+    return f"{prefix}:in"
+
+
+async def setup(adapter: StreamAdapter, prefix: str, count: int) -> tuple[str, list[str]]:
+    """A stream with ``count`` entries and the group; returns the stream and the ids."""
+    stream = stream_of(prefix)
+    ids = [await adapter.add(stream, {"n": str(i)}) for i in range(count)]
+    await adapter.ensure_group(stream, GROUP)
+    return stream, ids
+
+
+async def read(adapter: StreamAdapter, stream: str, consumer: str, **kw: Any) -> list[Entry]:
+    kw.setdefault("count", 100)
+    kw.setdefault("block_ms", None)
+    return await adapter.read(stream, GROUP, consumer, **kw)
+
+
+async def owners(adapter: StreamAdapter, stream: str) -> dict[str, str]:
+    """Pending entry id → the consumer that owns it."""
+    pending: Any = await adapter.client.xpending_range(stream, GROUP, min="-", max="+", count=100)
+    return {p["message_id"].decode(): p["consumer"].decode() for p in pending}
+
+
+async def consumer_names(adapter: StreamAdapter, stream: str) -> set[str]:
+    found: Any = await adapter.client.xinfo_consumers(stream, GROUP)
+    return {c["name"].decode() for c in found}
+
+
+# -- groups and reads ------------------------------------------------------------------
+
+
+async def test_ensure_group_is_idempotent_and_reads_from_the_start(
+    adapter: StreamAdapter, prefix: str
+) -> None:
+    """A group made twice is one group, and it sees entries published before it existed."""
+    stream, ids = await setup(adapter, prefix, 2)
+    await adapter.ensure_group(stream, GROUP)
+    entries = await read(adapter, stream, "c1")
+    assert ids == [e.id for e in entries]
+    groups: Any = await adapter.client.xinfo_groups(stream)
+    assert 1 == len(groups)
+
+
+async def test_ensure_group_creates_a_missing_stream(adapter: StreamAdapter, prefix: str) -> None:
+    """ensure_group on a stream that does not exist yet creates it, empty."""
+    stream = stream_of(prefix)
+    await adapter.ensure_group(stream, GROUP)
+    assert GroupStats(stream, GROUP, 0, 0, 0, 0) == await adapter.group_stats(stream, GROUP)
+
+
+async def test_read_without_a_group_is_group_missing(adapter: StreamAdapter, prefix: str) -> None:
+    """Reading a group that does not exist raises GroupMissing, not a redis-py error."""
+    stream = stream_of(prefix)
+    await adapter.add(stream, {"n": "1"})
+    with pytest.raises(GroupMissing):
+        await read(adapter, stream, "c1")
+
+
+async def test_read_returns_raw_bytes_and_bad_utf8_spoils_nothing(
+    adapter: StreamAdapter, prefix: str
+) -> None:
+    """Fields come back as bytes; a non-UTF-8 value neither breaks nor shortens the batch."""
+    stream = stream_of(prefix)
+    await adapter.ensure_group(stream, GROUP)
+    first = await adapter.add(stream, {"n": "1"})
+    bad = await adapter.add(stream, {"n": "2", "blob": b"\xff\xfe\x00bad"})
+    last = await adapter.add(stream, {"n": "3"})
+    entries = await read(adapter, stream, "c1")
+    assert [first, bad, last] == [e.id for e in entries]
+    assert [{b"n": b"1"}, {b"n": b"2", b"blob": b"\xff\xfe\x00bad"}, {b"n": b"3"}] == [
+        e.fields for e in entries
+    ]
+    assert [1, 1, 1] == [e.deliveries for e in entries]
+
+
+async def test_read_honours_count_and_returns_only_new(adapter: StreamAdapter, prefix: str) -> None:
+    """``>`` reads at most ``count`` new entries, and nothing twice."""
+    stream, ids = await setup(adapter, prefix, 3)
+    assert ids[:2] == [e.id for e in await read(adapter, stream, "c1", count=2)]
+    assert ids[2:] == [e.id for e in await read(adapter, stream, "c2", count=2)]
+    assert [] == await read(adapter, stream, "c1", count=2, block_ms=1)
+
+
+async def test_read_own_pending_with_a_cursor_returns_delivery_counts(
+    adapter: StreamAdapter, prefix: str
+) -> None:
+    """``after="0"`` re-reads this consumer's own pending entries with their delivery counts."""
+    stream, ids = await setup(adapter, prefix, 3)
+    entries = await read(adapter, stream, "c1")
+    await adapter.reclaim(stream, GROUP, "c1", entries[0])
+    await adapter.client.xgroup_createconsumer(stream, GROUP, "c2")
+    # Re-reading history is itself a delivery: each count includes this read.
+    own = await read(adapter, stream, "c1", after="0")
+    assert [(ids[0], 3), (ids[1], 2), (ids[2], 2)] == [(e.id, e.deliveries) for e in own]
+    assert [{b"n": b"0"}, {b"n": b"1"}, {b"n": b"2"}] == [e.fields for e in own]
+    later = await read(adapter, stream, "c1", after=ids[0])
+    assert [(ids[1], 3), (ids[2], 3)] == [(e.id, e.deliveries) for e in later]
+    assert ids[:2] == [e.id for e in await read(adapter, stream, "c1", after="0", count=2)]
+    assert [] == await read(adapter, stream, "c1", after=ids[2])
+    assert [] == await read(adapter, stream, "c2", after="0")
+
+
+# -- commit ----------------------------------------------------------------------------
+
+
+async def test_commit_acks_and_writes_every_kind_of_output(
+    adapter: StreamAdapter, prefix: str
+) -> None:
+    """One commit acks the entry and performs its XADD, HSET, capped RPUSH and EXPIRE."""
+    stream, ids = await setup(adapter, prefix, 1)
+    await read(adapter, stream, "c1")
+    out, record, log = f"{prefix}:out", f"{prefix}:record", f"{prefix}:log"
+    writes = [
+        Write.xadd(out, {"in_id": ids[0], "raw": b"\xff"}),
+        Write.hset(record, {"stage": "validated", "status": "ok"}),
+        Write.capped_push(log, "a", 2),
+        Write.capped_push(log, "b", 2),
+        Write.capped_push(log, "c", 2),
+        Write.expire(record, 60),
+    ]
+    assert [True] == await adapter.commit(stream, GROUP, [(ids[0], writes)])
+    outputs: Any = await adapter.client.xrange(out)
+    assert [{b"in_id": ids[0].encode(), b"raw": b"\xff"}] == [f for _, f in outputs]
+    assert {"stage": "validated", "status": "ok"} == await adapter.hash_all(record)
+    assert ["b", "c"] == await adapter.list_all(log)
+    assert 0 < await adapter.client.ttl(record) <= 60
+    assert {} == await owners(adapter, stream)
+
+
+async def test_second_commit_of_an_id_writes_nothing(adapter: StreamAdapter, prefix: str) -> None:
+    """A commit retried after a timeout finds the entry acked: False, and exactly one output."""
+    stream, ids = await setup(adapter, prefix, 1)
+    await read(adapter, stream, "c1")
+    out = f"{prefix}:out"
+    batch = [
+        (ids[0], [Write.xadd(out, {"in_id": ids[0]}), Write.capped_push(f"{prefix}:l", "x", 9)])
+    ]
+    assert [True] == await adapter.commit(stream, GROUP, batch)
+    assert [False] == await adapter.commit(stream, GROUP, batch)
+    assert 1 == await adapter.client.xlen(out)
+    assert ["x"] == await adapter.list_all(f"{prefix}:l")
+
+
+async def test_commit_of_several_entries_in_one_call(adapter: StreamAdapter, prefix: str) -> None:
+    """A batch commit acks each entry and writes only the outputs of those it acked."""
+    stream, ids = await setup(adapter, prefix, 4)
+    await read(adapter, stream, "c1")
+    out = f"{prefix}:out"
+
+    def echo(entry_id: str, copies: int = 1) -> tuple[str, list[Write]]:
+        return entry_id, [Write.xadd(out, {"in_id": entry_id})] * copies
+
+    assert [True, True, True] == await adapter.commit(
+        stream, GROUP, [echo(ids[0]), echo(ids[1], copies=2), (ids[2], [])]
+    )
+    assert [False, True] == await adapter.commit(stream, GROUP, [echo(ids[0]), echo(ids[3])])
+    outputs: Any = await adapter.client.xrange(out)
+    assert [ids[0], ids[1], ids[1], ids[3]] == [f[b"in_id"].decode() for _, f in outputs]
+    assert {} == await owners(adapter, stream)
+    assert [] == await adapter.commit(stream, GROUP, [])
+
+
+async def test_commit_with_an_output_key_of_another_type_acks_nothing(
+    adapter: StreamAdapter, prefix: str
+) -> None:
+    """An output key of the wrong type fails its entry before the ack: pending, nothing written."""
+    stream, ids = await setup(adapter, prefix, 2)
+    await read(adapter, stream, "c1")
+    out, taken = f"{prefix}:out", f"{prefix}:taken"
+    await adapter.client.set(taken, "a string")
+    result = await adapter.commit(
+        stream,
+        GROUP,
+        [
+            (ids[0], [Write.xadd(out, {"in_id": ids[0]}), Write.hset(taken, {"f": "v"})]),
+            (ids[1], [Write.xadd(out, {"in_id": ids[1]})]),
+        ],
+    )
+    assert [str, True] == [type(result[0]), result[1]]
+    assert taken in str(result[0])
+    outputs: Any = await adapter.client.xrange(out)
+    assert [ids[1]] == [f[b"in_id"].decode() for _, f in outputs]
+    assert {ids[0]: "c1"} == await owners(adapter, stream)
+    assert "a string" == await adapter.get(taken)
+
+
+# -- ownership: refresh, hand back, reclaim, autoclaim ----------------------------------------
+
+
+async def test_refresh_touches_only_ids_this_consumer_owns(
+    adapter: StreamAdapter, prefix: str
+) -> None:
+    """refresh returns, and resets, only the ids still pending on this consumer."""
+    stream, ids = await setup(adapter, prefix, 3)
+    await read(adapter, stream, "c1", count=1)
+    await read(adapter, stream, "c2", count=1)
+    await read(adapter, stream, "c1", count=1)
+    await adapter.commit(stream, GROUP, [(ids[2], [])])
+    assert {ids[0]} == await adapter.refresh(stream, GROUP, "c1", ids)
+    assert {ids[0]: "c1", ids[1]: "c2"} == await owners(adapter, stream)
+    assert set() == await adapter.refresh(stream, GROUP, "c1", [])
+
+
+async def test_refresh_resets_the_idle_time(adapter: StreamAdapter, prefix: str) -> None:
+    """A handed-back (long idle) entry that is refreshed is no longer claimable."""
+    stream, ids = await setup(adapter, prefix, 1)
+    await read(adapter, stream, "c1")
+    await adapter.hand_back(stream, GROUP, "c1", ids)
+    await adapter.refresh(stream, GROUP, "c1", ids)
+    _, claimed, _ = await adapter.autoclaim(
+        stream, GROUP, "c2", min_idle_ms=LONG_IDLE_MS, start="0-0", count=10
+    )
+    assert [] == claimed
+    assert {ids[0]: "c1"} == await owners(adapter, stream)
+
+
+async def test_hand_back_makes_an_entry_claimable_at_once(
+    adapter: StreamAdapter, prefix: str
+) -> None:
+    """After hand_back, autoclaim with a large min_idle takes the entry now, counting a delivery."""
+    stream, ids = await setup(adapter, prefix, 2)
+    await read(adapter, stream, "c1")
+    _, before, _ = await adapter.autoclaim(
+        stream, GROUP, "c2", min_idle_ms=LONG_IDLE_MS, start="0-0", count=10
+    )
+    assert [] == before
+    assert 1 == await adapter.hand_back(stream, GROUP, "c1", [ids[0]])
+    cursor, claimed, deleted = await adapter.autoclaim(
+        stream, GROUP, "c2", min_idle_ms=LONG_IDLE_MS, start="0-0", count=10
+    )
+    assert [Entry(ids[0], {b"n": b"0"}, 2)] == claimed
+    assert ("0-0", []) == (cursor, deleted)
+    assert {ids[0]: "c2", ids[1]: "c1"} == await owners(adapter, stream)
+    assert 0 == await adapter.hand_back(stream, GROUP, "c1", [ids[0]])
+
+
+async def test_reclaim_counts_a_delivery_and_yields_to_another_owner(
+    adapter: StreamAdapter, prefix: str
+) -> None:
+    """reclaim re-delivers an owned entry (count + 1); None once another consumer owns it."""
+    stream, ids = await setup(adapter, prefix, 1)
+    [entry] = await read(adapter, stream, "c1")
+    again = await adapter.reclaim(stream, GROUP, "c1", entry)
+    assert Entry(ids[0], {b"n": b"0"}, 2) == again
+    assert again is not None
+    assert 3 == (await adapter.reclaim(stream, GROUP, "c1", again) or entry).deliveries
+    await adapter.hand_back(stream, GROUP, "c1", ids)
+    await adapter.autoclaim(stream, GROUP, "c2", min_idle_ms=LONG_IDLE_MS, start="0-0", count=10)
+    assert await adapter.reclaim(stream, GROUP, "c1", entry) is None
+    await adapter.commit(stream, GROUP, [(ids[0], [])])
+    assert await adapter.reclaim(stream, GROUP, "c2", entry) is None
+
+
+async def test_autoclaim_reports_a_deleted_entry(adapter: StreamAdapter, prefix: str) -> None:
+    """An entry deleted (XDEL) while pending comes back among the deleted ids, not as an entry."""
+    stream, ids = await setup(adapter, prefix, 2)
+    await read(adapter, stream, "c1")
+    await adapter.client.xdel(stream, ids[0])
+    cursor, claimed, deleted = await adapter.autoclaim(
+        stream, GROUP, "c2", min_idle_ms=0, start="0-0", count=10
+    )
+    assert ("0-0", [ids[0]]) == (cursor, deleted)
+    assert [(ids[1], {b"n": b"1"})] == [(e.id, e.fields) for e in claimed]
+    assert {ids[1]: "c2"} == await owners(adapter, stream)
+
+
+async def test_autoclaim_pages_with_its_cursor(adapter: StreamAdapter, prefix: str) -> None:
+    """autoclaim takes ``count`` at a time and returns the cursor of the next page."""
+    stream, ids = await setup(adapter, prefix, 3)
+    await read(adapter, stream, "c1")
+    cursor, first, _ = await adapter.autoclaim(
+        stream, GROUP, "c2", min_idle_ms=0, start="0-0", count=2
+    )
+    assert (ids[:2], ids[2]) == ([e.id for e in first], cursor)
+    cursor, rest, _ = await adapter.autoclaim(
+        stream, GROUP, "c2", min_idle_ms=0, start=cursor, count=2
+    )
+    assert (ids[2:], "0-0") == ([e.id for e in rest], cursor)
+
+
+# -- consumers --------------------------------------------------------------------------
+
+
+async def test_forget_consumer_refuses_while_pending(adapter: StreamAdapter, prefix: str) -> None:
+    """A consumer holding pending entries is kept; once empty it is deleted."""
+    stream, ids = await setup(adapter, prefix, 1)
+    await read(adapter, stream, "c1")
+    assert await adapter.forget_consumer(stream, GROUP, "c1") is False
+    assert {"c1"} == await consumer_names(adapter, stream)
+    assert {ids[0]: "c1"} == await owners(adapter, stream)
+    await adapter.commit(stream, GROUP, [(ids[0], [])])
+    assert await adapter.forget_consumer(stream, GROUP, "c1") is True
+    assert set() == await consumer_names(adapter, stream)
+
+
+async def test_reap_deletes_only_idle_empty_consumers_without_heartbeat(
+    adapter: StreamAdapter, prefix: str
+) -> None:
+    """reap_consumers removes a consumer only when idle, holding nothing and without heartbeat."""
+    stream, _ = await setup(adapter, prefix, 1)
+    heartbeats = f"{prefix}:heartbeat:"
+    await read(adapter, stream, "busy")
+    # An empty XREADGROUP creates no consumer on Redis 7.0 (fakeredis does): create them.
+    await adapter.client.xgroup_createconsumer(stream, GROUP, "live")
+    await adapter.client.xgroup_createconsumer(stream, GROUP, "dead")
+    await adapter.client.set(f"{heartbeats}live", "record")
+    assert [] == await adapter.reap_consumers(
+        stream, GROUP, idle_ms=LONG_IDLE_MS, heartbeat_prefix=heartbeats
+    )
+    # Redis counts idle time in whole milliseconds, and idle_ms=0 needs at least one:
+    # there is nothing to await for the clock to move.
+    await anyio.sleep(0.01)
+    assert ["dead"] == await adapter.reap_consumers(
+        stream, GROUP, idle_ms=0, heartbeat_prefix=heartbeats
+    )
+    assert {"busy", "live"} == await consumer_names(adapter, stream)
+
+
+# -- heartbeats ------------------------------------------------------------------------
+
+
+async def test_heartbeat_token_semantics(adapter: StreamAdapter, prefix: str) -> None:
+    """A record is kept by its token: others cannot overwrite or release it until it is gone."""
+    key = f"{prefix}:heartbeat:c1"
+    assert await adapter.heartbeat(key, "tok-a", '{"token": "tok-a", "n": 1}', 60_000) is True
+    assert await adapter.heartbeat(key, "tok-b", '{"token": "tok-b"}', 60_000) is False
+    assert '{"token": "tok-a", "n": 1}' == await adapter.get(key)
+    assert await adapter.heartbeat(key, "tok-a", '{"token": "tok-a", "n": 2}', 60_000) is True
+    assert '{"token": "tok-a", "n": 2}' == await adapter.get(key)
+    assert 0 < await adapter.client.pttl(key) <= 60_000
+    await adapter.release_heartbeat(key, "tok-b")
+    assert '{"token": "tok-a", "n": 2}' == await adapter.get(key)
+    await adapter.release_heartbeat(key, "tok-a")
+    assert await adapter.get(key) is None
+    assert await adapter.heartbeat(key, "tok-b", '{"token": "tok-b"}', 60_000) is True
+    assert [b'{"token": "tok-b"}'] == await adapter.heartbeats(f"{prefix}:heartbeat:*")
+
+
+# -- stats -------------------------------------------------------------------------------
+
+
+async def test_group_stats(adapter: StreamAdapter, prefix: str) -> None:
+    """group_stats reports length, lag, pending and consumers; None for a missing group."""
+    stream, ids = await setup(adapter, prefix, 3)
+    await read(adapter, stream, "c1", count=2)
+    assert GroupStats(stream, GROUP, 3, 1, 2, 1) == await adapter.group_stats(stream, GROUP)
+    await adapter.commit(stream, GROUP, [(ids[0], [])])
+    assert GroupStats(stream, GROUP, 3, 1, 1, 1) == await adapter.group_stats(stream, GROUP)
+    assert await adapter.group_stats(stream, "nobody") is None
+    assert await adapter.group_stats(f"{prefix}:missing", GROUP) is None
