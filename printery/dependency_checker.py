@@ -74,7 +74,7 @@ class DependencyCheckerWorker(StreamWorker):
         self,
         deps: WorkerDeps,
         *,
-        sleep: Callable[[float], Awaitable[Any]] = anyio.sleep,
+        sleep: Callable[[float], Awaitable[Any]] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(deps)
@@ -82,7 +82,7 @@ class DependencyCheckerWorker(StreamWorker):
         self.concurrency = self.settings.dependency_checker_max_waits
         self.rules = rules_from(self.settings)
         self.wait_timeout = self.settings.dependency_wait_timeout
-        self.sleep = sleep
+        self.sleep = self.pause if sleep is None else sleep  # pause hands back on drain
         self.clock = clock
         self._checks: anyio.Semaphore | None = None
 

@@ -160,7 +160,7 @@ class HealthMonitorWorker(StreamWorker):
                 consecutive = consecutive + 1 if status == check.expect_status else 0
                 if consecutive >= check.healthy_threshold:
                     return WatchResult(True, polls, time.monotonic() - started, status)
-                await anyio.sleep(check.interval_s)
+                await self.pause(check.interval_s)  # on drain: handed back at once
         return WatchResult(False, polls, time.monotonic() - started, status, error)
 
     async def _poll(self, check: HealthCheck) -> tuple[int | None, str | None]:

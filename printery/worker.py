@@ -40,7 +40,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from printery.adapter import StreamAdapter, Write
-from printery.errors import ConfigError
+from printery.errors import ConfigError, RetryLater
 from printery.keys import Keys
 from printery.lifecycle import Emit, WorkerState
 from printery.message import Message
@@ -162,6 +162,20 @@ class StreamWorker(abc.ABC):
         """Report progress from a long handler (a health poll, a re-check) to the hang detector."""
         if self.ctx is not None:
             self.ctx.beat()
+
+    async def pause(self, seconds: float) -> None:
+        """Wait between attempts inside a handler; on drain, hand the message back at once.
+
+        Raises :class:`~printery.errors.RetryLater` as soon as the drain starts,
+        so a long wait (a dependency, a health deadline) never holds up the
+        shutdown: a live consumer takes the message over right away.
+        """
+        if self.ctx is None:
+            await anyio.sleep(seconds)
+            return
+        with anyio.move_on_after(seconds):
+            await self.ctx.stopping.wait()
+            raise RetryLater("draining: handed back to a live consumer")
 
     @abc.abstractmethod
     async def handle(self, message: Message) -> Sequence[Write]:
