@@ -150,11 +150,8 @@ def build_manager(settings: Settings, deps: WorkerDeps, emit: Emit) -> WorkerMan
         worker = load_factory(name)(deps)
         if not isinstance(worker, Worker):
             raise ConfigError("WORKER_MODE", f"{name!r} did not build a worker")
-        hang = (
-            worker.hang_timeout
-            if isinstance(worker, StreamWorker)
-            else settings.hang_timeout_for(worker.name)
-        )
+        # A StreamWorker carries its own hang timeout; for others, read the setting.
+        hang = None if isinstance(worker, StreamWorker) else settings.hang_timeout_for(worker.name)
         manager.register(worker, hang_timeout=hang)
     manager.check()
     return manager

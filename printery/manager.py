@@ -130,9 +130,12 @@ class WorkerManager:
 
     # -- registration and order ---------------------------------------------------
 
-    def register(self, worker: Worker, *, hang_timeout: float = 60.0) -> None:
+    def register(self, worker: Worker, *, hang_timeout: float | None = None) -> None:
+        """Add a worker; its hang timeout is ``hang_timeout``, else its own, else 60 s."""
         if worker.name in self.slots:
             raise ConfigError("WORKER_MODE", f"worker {worker.name!r} is registered twice")
+        if hang_timeout is None:
+            hang_timeout = float(getattr(worker, "hang_timeout", 60.0))
         budget = RestartBudget(self.policy, clock=self.clock, rng=self.rng)
         self.slots[worker.name] = _Slot(self, worker, hang_timeout, budget)
 

@@ -23,6 +23,7 @@ deadline cancels whatever is still running; those messages stay pending.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import math
 import time
@@ -55,7 +56,26 @@ from printery.message import Message
 if TYPE_CHECKING:
     from printery.worker import StreamWorker, WorkerContext, WorkerDeps
 
-__all__ = ["StreamConsumer"]
+__all__ = ["StreamConsumer", "handler_progress"]
+
+# Which consumer and message the current handler task is working on, so that
+# StreamWorker.beat() inside a handler credits the right message.
+_HANDLING: contextvars.ContextVar[tuple[StreamConsumer, str] | None] = contextvars.ContextVar(
+    "printery_handling", default=None
+)
+
+
+def handler_progress() -> bool:
+    """Record progress of the handler running in this task; False outside a handler."""
+    current = _HANDLING.get()
+    if current is None:
+        return False
+    consumer, entry_id = current
+    if entry_id in consumer.running:
+        consumer.running[entry_id] = time.monotonic()
+    consumer.ctx.beat()
+    return True
+
 
 T = TypeVar("T")
 
@@ -101,6 +121,8 @@ class StreamConsumer:
         self.held: dict[str, Entry] = {}
         self.started: set[str] = set()
         self.retrying: set[str] = set()
+        self.running: dict[str, float] = {}  # message id -> last progress of its handler
+        self.hang_timeout = worker.hang_timeout
         self._late_hand_back: list[str] = []
         self._space = anyio.Event()
         self._degraded = False
@@ -140,6 +162,13 @@ class StreamConsumer:
             await self._hand_back_ids(self._late_hand_back)
             drained = True
         finally:
+            for stream in (
+                self._buffer_send,
+                self._buffer_recv,
+                self._commit_send,
+                self._commit_recv,
+            ):
+                stream.close()  # idempotent; a cancelled run must not leave them open
             if not drained:
                 # Cancelled at the deadline (or crashed): whatever we hold is handed
                 # back so a live consumer takes it now rather than after CLAIM_IDLE_MS.
@@ -177,7 +206,7 @@ class StreamConsumer:
                 entries = await self._reconnecting(functools.partial(self._read, free))
             if self._read_scope.cancel_called:
                 break
-            self.ctx.beat()
+            self._loop_progress()
             for entry in entries:
                 self._accept(entry)
 
@@ -268,8 +297,21 @@ class StreamConsumer:
                 if entry.id not in self.held or self.ctx.stopping.is_set():
                     continue  # draining: nothing new starts; it is handed back instead
                 self.started.add(entry.id)
-                await self._process(entry, commits)
-                self.ctx.beat()
+                self.running[entry.id] = time.monotonic()
+                token = _HANDLING.set((self, entry.id))
+                try:
+                    await self._process(entry, commits)
+                finally:
+                    _HANDLING.reset(token)
+                    self.running.pop(entry.id, None)
+                self.ctx.beat()  # a handler finished: progress
+
+    def _loop_progress(self) -> None:
+        """Beat for the read loop, unless a handler is stuck: a loop that only reads is no
+        proof of life while a handler has made no progress for the hang timeout."""
+        oldest = min(self.running.values(), default=None)
+        if oldest is None or time.monotonic() - oldest <= self.hang_timeout:
+            self.ctx.beat()
 
     async def _process(self, entry: Entry, commits: MemoryObjectSendStream[_Commit]) -> None:
         """Run the handler; its result goes to the committer, and the slot moves on at once."""

@@ -44,7 +44,7 @@ from printery.errors import ConfigError, RetryLater
 from printery.keys import Keys
 from printery.lifecycle import Emit, WorkerState
 from printery.message import Message
-from printery.runtime import StreamConsumer
+from printery.runtime import StreamConsumer, handler_progress
 from printery.settings import WORKER_ALIASES, Settings
 
 __all__ = [
@@ -159,8 +159,12 @@ class StreamWorker(abc.ABC):
         return self.concurrency + 2 * self.settings.batch_size
 
     def beat(self) -> None:
-        """Report progress from a long handler (a health poll, a re-check) to the hang detector."""
-        if self.ctx is not None:
+        """Report progress from a long handler (a health poll, a re-check) to the hang detector.
+
+        A handler that never beats and outlives its hang timeout marks the worker
+        hung, even while the read loop itself keeps reading.
+        """
+        if not handler_progress() and self.ctx is not None:
             self.ctx.beat()
 
     async def pause(self, seconds: float) -> None:
@@ -173,9 +177,13 @@ class StreamWorker(abc.ABC):
         if self.ctx is None:
             await anyio.sleep(seconds)
             return
-        with anyio.move_on_after(seconds):
-            await self.ctx.stopping.wait()
-            raise RetryLater("draining: handed back to a live consumer")
+        # A deliberate wait is alive: beat at least every half hang timeout meanwhile.
+        deadline = anyio.current_time() + seconds
+        while (remaining := deadline - anyio.current_time()) > 0:
+            self.beat()
+            with anyio.move_on_after(min(remaining, self.hang_timeout / 2)):
+                await self.ctx.stopping.wait()
+                raise RetryLater("draining: handed back to a live consumer")
 
     @abc.abstractmethod
     async def handle(self, message: Message) -> Sequence[Write]:

@@ -17,9 +17,11 @@ from printery.lifecycle import (
     MessageHandled,
     Outcome,
     RedisConnectivity,
+    WorkerCrashed,
     WorkerRestartScheduled,
 )
 from printery.message import Message
+from printery.restarts import RestartPolicy
 from tests.support.events import Recorder
 from tests.support.harness import make_deps, running
 from tests.support.redis_server import RedisServer
@@ -279,3 +281,32 @@ async def test_output_key_of_the_wrong_type_dead_letters_without_acking_first(
     stats = await real_adapter.group_stats(worker.stream, worker.group)
     assert stats is not None
     assert stats.pending == 0
+
+
+async def test_a_stuck_handler_is_found_as_a_hang_and_its_message_handled_after_restart(
+    real_adapter: StreamAdapter, prefix: str
+) -> None:
+    """A handler stuck without progress hangs the worker even on an idle stream; restarted,
+    the worker handles the message on its next delivery."""
+    recorder = Recorder()
+
+    class StuckOnce(EchoWorker):
+        async def handle(self, message: Message) -> Sequence[Write]:
+            if message.deliveries == 1:
+                await anyio.sleep_forever()  # no beat: stuck
+            return await super().handle(message)
+
+    worker = StuckOnce(make_deps(real_adapter, prefix, ECHO_HANG_TIMEOUT="0.5"))
+    entry_id = await real_adapter.add(worker.stream, {"n": "1"})
+    async with running(
+        worker,
+        recorder=recorder,
+        supervised=True,
+        health_check_interval=0.1,
+        policy=RestartPolicy(backoff_s=0.01, backoff_max_s=0.01),
+    ) as manager:
+        await recorder.wait_for(lambda ev: len(handled(ev, Outcome.ACKED)) == 1, timeout=15)
+        assert manager.status()["echo"].restarts == 1
+    crashes = [e for e in recorder.events if isinstance(e, WorkerCrashed)]
+    assert [c.kind for c in crashes] == ["hang"]
+    assert await out_ids(real_adapter, worker) == [entry_id]
