@@ -38,14 +38,14 @@ from dataclasses import dataclass
 
 import aiohttp
 import anyio
-from anyio.abc import TaskStatus
 
 from printery.adapter import Write
 from printery.deployment import Deployment, HealthCheck
+from printery.http_worker import HttpStreamWorker
 from printery.message import Message
 from printery.timeline import timeline_writes
 from printery.validator import deployment_fields, read_deployment, rules_from, successor
-from printery.worker import StreamWorker, WorkerContext, WorkerDeps
+from printery.worker import WorkerDeps
 
 __all__ = ["HealthMonitorWorker", "WatchResult"]
 
@@ -70,7 +70,7 @@ class WatchResult:
         return self.last_error or "no response"
 
 
-class HealthMonitorWorker(StreamWorker):
+class HealthMonitorWorker(HttpStreamWorker):
     """Watches each deployment's health URL; see the module docstring."""
 
     name = "health-monitor"
@@ -83,24 +83,17 @@ class HealthMonitorWorker(StreamWorker):
         self.concurrency = self.settings.health_monitor_max_watches
         self.rules = rules_from(self.settings)
         self._requests: anyio.Semaphore | None = None
-        self._session: aiohttp.ClientSession | None = None
 
     @property
     def stream(self) -> str:
         return self.keys.dependencies_satisfied
 
-    async def serve(self, ctx: WorkerContext, *, task_status: TaskStatus[None]) -> None:
-        try:
-            await super().serve(ctx, task_status=task_status)
-        finally:
-            with anyio.CancelScope(shield=True):
-                await self.aclose()
-
-    async def aclose(self) -> None:
-        """Close this run's HTTP session (the next run opens its own)."""
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+    def new_session(self) -> aiohttp.ClientSession:
+        # Health URLs are checked hosts: no proxy from the environment in between. The
+        # pool is as large as the semaphore, so neither limit hides behind the other.
+        return aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self.request_limit), trust_env=False
+        )
 
     async def handle(self, message: Message) -> Sequence[Write]:
         event, deployment = read_deployment(
@@ -168,7 +161,7 @@ class HealthMonitorWorker(StreamWorker):
             self._requests = anyio.Semaphore(self.request_limit)
         async with self._requests:
             try:
-                async with self._client().get(
+                async with self.http().get(
                     check.url,
                     timeout=aiohttp.ClientTimeout(total=check.timeout_s),
                     allow_redirects=False,
@@ -178,15 +171,6 @@ class HealthMonitorWorker(StreamWorker):
                 return None, f"timed out after {check.timeout_s:g} s"
             except aiohttp.ClientError as exc:
                 return None, f"{type(exc).__name__}: {exc}"[:_ERROR_CHARS]
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            # Health URLs are checked hosts: no proxy from the environment in between. The
-            # pool is as large as the semaphore, so neither limit hides behind the other.
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self.request_limit), trust_env=False
-            )
-        return self._session
 
     def _timeline(self, deployment: Deployment, status: str, message: str) -> list[Write]:
         return timeline_writes(

@@ -36,17 +36,17 @@ from typing import Any
 import aiohttp
 import anyio
 import stamina
-from anyio.abc import TaskStatus
 
 from printery import __version__
 from printery.adapter import Write
 from printery.envelope import Event, now_rfc3339
 from printery.errors import Permanent, RetryLater
+from printery.http_worker import HttpStreamWorker
 from printery.logs import get_logger
 from printery.message import Message
 from printery.settings import redact_url
 from printery.timeline import timeline_writes
-from printery.worker import StreamWorker, WorkerContext, WorkerDeps
+from printery.worker import WorkerDeps
 
 __all__ = ["Delivery", "NotifierWorker", "sign"]
 
@@ -95,7 +95,7 @@ class _Transient(Exception):
         self.error = error
 
 
-class NotifierWorker(StreamWorker):
+class NotifierWorker(HttpStreamWorker):
     """Logs and delivers each outcome; see the module docstring."""
 
     name = "notifier"
@@ -107,24 +107,14 @@ class NotifierWorker(StreamWorker):
         self.urls = self.settings.webhook_urls
         self.secret = self.settings.notify_webhook_secret
         self.log = get_logger(worker=self.name)
-        self._session: aiohttp.ClientSession | None = None
 
     @property
     def stream(self) -> str:
         return self.keys.notifications
 
-    async def serve(self, ctx: WorkerContext, *, task_status: TaskStatus[None]) -> None:
-        try:
-            await super().serve(ctx, task_status=task_status)
-        finally:
-            with anyio.CancelScope(shield=True):
-                await self.aclose()
-
-    async def aclose(self) -> None:
-        """Close this run's HTTP session (the next run opens its own)."""
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+    def new_session(self) -> aiohttp.ClientSession:
+        # Webhooks usually live outside the cluster: honour HTTPS_PROXY / NO_PROXY.
+        return aiohttp.ClientSession(trust_env=True)
 
     async def handle(self, message: Message) -> Sequence[Write]:
         event = message.event()
@@ -219,7 +209,7 @@ class NotifierWorker(StreamWorker):
     async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
         timeout = self.settings.notify_webhook_timeout
         try:
-            async with self._client().post(
+            async with self.http().post(
                 url,
                 data=body,
                 headers=headers,
@@ -234,12 +224,6 @@ class NotifierWorker(StreamWorker):
         if status >= 500 or status in _RETRYABLE_4XX:
             raise _Transient(status, f"HTTP {status}")
         return status
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            # Webhooks usually live outside the cluster: honour HTTPS_PROXY / NO_PROXY.
-            self._session = aiohttp.ClientSession(trust_env=True)
-        return self._session
 
     def _timeline(self, event: Event, results: list[Delivery]) -> list[Write]:
         if not results:
