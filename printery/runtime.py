@@ -120,7 +120,6 @@ class StreamConsumer:
         self.limit = worker.max_in_flight
         self.held: dict[str, Entry] = {}
         self.started: set[str] = set()
-        self.retrying: set[str] = set()
         self.running: dict[str, float] = {}  # message id -> last progress of its handler
         self.hang_timeout = worker.hang_timeout
         self._late_hand_back: list[str] = []
@@ -247,7 +246,6 @@ class StreamConsumer:
     def _release(self, entry_id: str) -> None:
         self.held.pop(entry_id, None)
         self.started.discard(entry_id)
-        self.retrying.discard(entry_id)
         self._space.set()
 
     async def _reconnecting(self, op: Callable[[], Awaitable[T]]) -> T:
@@ -380,7 +378,6 @@ class StreamConsumer:
             # Draining: no redelivery here; a live consumer takes it at once.
             self._late_hand_back.append(entry.id)
             return
-        self.retrying.add(entry.id)
         self.ctx.emit(
             MessageHandled(
                 self.worker.name,
@@ -401,7 +398,6 @@ class StreamConsumer:
         again = await self._reconnecting(
             lambda: self.adapter.reclaim(self.stream, self.group, self.consumer, entry)
         )
-        self.retrying.discard(entry.id)
         if again is None:
             self._release(entry.id)  # taken by another consumer meanwhile, or acked
             return
