@@ -36,7 +36,7 @@ import redis.exceptions as rex
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from printery.errors import GroupMissing, RedisPermanent, RedisUnavailable
+from printery.errors import GroupMissing, RedisError, RedisPermanent, RedisUnavailable
 
 __all__ = [
     "Entry",
@@ -201,13 +201,15 @@ def translated() -> Iterator[None]:
         yield
     except rex.ResponseError as exc:
         message = str(exc)
-        if message.startswith("NOGROUP") or "no such key" in message:
+        # NOGROUP: the group is gone. UNBLOCKED: the stream was deleted under a
+        # blocked XREADGROUP (Redis 7). Either way: recreate the group.
+        if message.startswith(("NOGROUP", "UNBLOCKED")) or "no such key" in message:
             raise GroupMissing(message) from exc
         if message.startswith(("OOM", "LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN")):
             raise RedisUnavailable(message) from exc
         if message.startswith(("NOAUTH", "WRONGPASS", "NOPERM")):
             raise RedisPermanent(message) from exc
-        raise
+        raise RedisError(message) from exc  # unexpected: the supervisor counts a crash
     except (rex.AuthenticationError, rex.AuthorizationError) as exc:
         raise RedisPermanent(str(exc) or type(exc).__name__) from exc
     except (rex.ConnectionError, rex.TimeoutError, OSError, TimeoutError) as exc:
