@@ -13,8 +13,6 @@ import pytest
 
 from printery.adapter import StreamAdapter, Write, connect
 from printery.lifecycle import (
-    LifecycleEvent,
-    MessageHandled,
     Outcome,
     RedisConnectivity,
     WorkerCrashed,
@@ -22,20 +20,12 @@ from printery.lifecycle import (
 )
 from printery.message import Message
 from printery.restarts import RestartPolicy
-from tests.support.events import Recorder
+from tests.support.events import Recorder, handled
 from tests.support.harness import make_deps, running
 from tests.support.redis_server import RedisServer
 from tests.support.workers import EchoWorker
 
 pytestmark = pytest.mark.timeout(30)
-
-
-def handled(events: list[LifecycleEvent], outcome: Outcome | None = None) -> list[MessageHandled]:
-    return [
-        e
-        for e in events
-        if isinstance(e, MessageHandled) and (outcome is None or e.outcome is outcome)
-    ]
 
 
 async def out_ids(adapter: StreamAdapter, worker: EchoWorker) -> list[str]:

@@ -7,19 +7,15 @@ import pytest
 
 from printery.adapter import StreamAdapter
 from printery.keys import Keys
-from printery.lifecycle import Hub, LifecycleEvent, MessageHandled, Outcome
+from printery.lifecycle import Hub, Outcome
 from printery.manager import WorkerManager
 from printery.settings import load_settings
 from printery.worker import WorkerDeps
-from tests.support.events import Recorder
+from tests.support.events import Recorder, handled
 from tests.support.redis_server import RedisServer
 from tests.support.workers import EchoWorker
 
 pytestmark = pytest.mark.timeout(30)
-
-
-def handled(events: list[LifecycleEvent]) -> list[MessageHandled]:
-    return [e for e in events if isinstance(e, MessageHandled)]
 
 
 def _deps(adapter: StreamAdapter, prefix: str, consumer: str = "c1", **env: str) -> WorkerDeps:

@@ -6,21 +6,13 @@ import anyio
 import pytest
 
 from printery.adapter import StreamAdapter, connect
-from printery.lifecycle import LifecycleEvent, MessageHandled, Outcome, WorkerRestartScheduled
-from tests.support.events import Recorder
+from printery.lifecycle import Outcome, WorkerRestartScheduled
+from tests.support.events import Recorder, handled
 from tests.support.harness import make_deps, running
 from tests.support.redis_server import RedisServer
 from tests.support.workers import EchoWorker
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def handled(events: list[LifecycleEvent], outcome: Outcome | None = None) -> list[MessageHandled]:
-    return [
-        e
-        for e in events
-        if isinstance(e, MessageHandled) and (outcome is None or e.outcome is outcome)
-    ]
 
 
 async def xreadgroup_calls(adapter: StreamAdapter) -> int:

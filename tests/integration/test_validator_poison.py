@@ -9,9 +9,9 @@ import pytest
 from printery.adapter import StreamAdapter
 from printery.envelope import Event
 from printery.keys import Keys
-from printery.lifecycle import LifecycleEvent, MessageHandled, Outcome, WorkerRestartScheduled
+from printery.lifecycle import Outcome, WorkerRestartScheduled
 from printery.validator import ValidatorWorker
-from tests.support.events import Recorder
+from tests.support.events import Recorder, handled
 from tests.support.harness import make_deps, running
 
 pytestmark = pytest.mark.timeout(30)
@@ -28,10 +28,6 @@ def started(deployment_id: str, data: str | None = None) -> dict[str, str]:
     if data is not None:
         fields["data"] = data
     return fields
-
-
-def handled(events: list[LifecycleEvent]) -> list[MessageHandled]:
-    return [e for e in events if isinstance(e, MessageHandled)]
 
 
 async def test_poison_of_every_kind_mixed_with_good_entries(

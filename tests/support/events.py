@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import anyio
 
-from printery.lifecycle import LifecycleEvent
+from printery.lifecycle import LifecycleEvent, MessageHandled, Outcome
 
 
 class Recorder:
@@ -31,3 +31,12 @@ class Recorder:
         with anyio.fail_after(timeout):
             while not predicate(self.events):
                 await self._changed.wait()
+
+
+def handled(events: list[LifecycleEvent], outcome: Outcome | None = None) -> list[MessageHandled]:
+    """The MessageHandled events, of one outcome if given."""
+    return [
+        e
+        for e in events
+        if isinstance(e, MessageHandled) and (outcome is None or e.outcome is outcome)
+    ]
