@@ -21,6 +21,9 @@ Multi-step operations are server-side scripts, each atomic:
   has nothing pending (``XGROUP DELCONSUMER`` drops pending entries with it)
   and, for others, only when no daemon heartbeat claims the name: on Redis 7.0
   ``idle`` alone does not prove a consumer dead.
+- ``replay_dead``: per dead letter, XADD its original fields (plus
+  ``replayed_from``) to the original stream and XDEL it from ``<stream>:dead``
+  in one step, so a dead letter is never both replayed and kept, nor lost.
 """
 
 from __future__ import annotations
@@ -39,9 +42,14 @@ from redis.backoff import NoBackoff
 from printery.errors import GroupMissing, RedisError, RedisPermanent, RedisUnavailable
 
 __all__ = [
+    "DEAD_LETTER_FIELDS",
+    "ConsumerInfo",
     "Entry",
+    "GroupInfo",
     "GroupStats",
+    "Replayed",
     "StreamAdapter",
+    "StreamInfo",
     "Write",
     "connect",
     "translated",
@@ -50,6 +58,16 @@ __all__ = [
 # Hand-back idle: far beyond any CLAIM_IDLE_MS, yet small enough that Redis does
 # not clamp the resulting delivery time (it resets a negative one to "now").
 _HAND_BACK_IDLE_MS: Final = 100 * 86_400_000
+
+# What the runtime adds to a message when it dead-letters it (runtime._dead_letter_commit).
+DEAD_LETTER_FIELDS: Final = (
+    "error",
+    "deliveries",
+    "failed_at",
+    "original_id",
+    "original_stream",
+    "group",
+)
 
 _COMMIT = """
 local group, batch = ARGV[1], cjson.decode(ARGV[2])
@@ -145,6 +163,44 @@ end
 return gone
 """
 
+_REPLAY_DEAD = """
+local meta = {replayed_from = true}
+for _, name in ipairs(cjson.decode(ARGV[1])) do meta[name] = true end
+local have = redis.call('TYPE', KEYS[2])['ok']
+if have ~= 'none' and have ~= 'stream' then
+  return redis.error_reply('WRONGTYPE ' .. KEYS[2] .. ' holds a ' .. have .. ', not a stream')
+end
+local out = {}
+for i = 2, #ARGV do
+  local id = ARGV[i]
+  local found = redis.call('XRANGE', KEYS[1], id, id)
+  if #found == 0 then
+    out[#out + 1] = {id, 0, 'not in ' .. KEYS[1]}
+  else
+    local flat, args, from = found[1][2], {}, nil
+    for j = 1, #flat, 2 do
+      if flat[j] == 'original_stream' then from = flat[j + 1] end
+      if not meta[flat[j]] then
+        args[#args + 1] = flat[j]
+        args[#args + 1] = flat[j + 1]
+      end
+    end
+    if from and from ~= KEYS[2] then
+      out[#out + 1] = {id, 0, 'dead-lettered from ' .. from .. ', not ' .. KEYS[2]}
+    elseif #args == 0 then
+      out[#out + 1] = {id, 0, 'no original fields (trimmed before it was dead-lettered)'}
+    else
+      args[#args + 1] = 'replayed_from'
+      args[#args + 1] = id
+      local new = redis.call('XADD', KEYS[2], '*', unpack(args))
+      redis.call('XDEL', KEYS[1], id)
+      out[#out + 1] = {id, 1, new}
+    end
+  end
+end
+return out
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class Write:
@@ -192,6 +248,42 @@ class GroupStats:
     lag: int | None
     pending: int
     consumers: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerInfo:
+    """One consumer of a group: what it holds, and how long since it last read."""
+
+    name: str
+    pending: int
+    idle_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class GroupInfo:
+    """One consumer group; ``lag`` is None when Redis cannot tell (entries deleted)."""
+
+    name: str
+    lag: int | None
+    pending: int
+    oldest_pending_id: str | None
+    consumers: tuple[ConsumerInfo, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamInfo:
+    stream: str
+    length: int
+    groups: tuple[GroupInfo, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    """One dead letter's replay: the new entry's id, or why it stayed where it was."""
+
+    dead_id: str
+    new_id: str | None
+    problem: str = ""
 
 
 @contextlib.contextmanager
@@ -254,6 +346,7 @@ class StreamAdapter:
         self._heartbeat = client.register_script(_HEARTBEAT)
         self._release = client.register_script(_RELEASE)
         self._reap = client.register_script(_REAP_CONSUMERS)
+        self._replay_dead = client.register_script(_REPLAY_DEAD)
 
     async def ping(self) -> None:
         with translated():
@@ -493,6 +586,86 @@ class StreamAdapter:
         """SET NX with a TTL: True if this call set it, False if the key already existed."""
         with translated():
             return bool(await self.client.set(key, value, nx=True, ex=ttl_s))
+
+    # -- the operator's view: stream and group details, dead letters -----------------
+
+    async def server_time_ms(self) -> int:
+        """Redis's clock, which also stamps entry ids: ages of entries are measured on it."""
+        with translated():
+            seconds, micros = await self.client.time()
+        return int(seconds) * 1000 + int(micros) // 1000
+
+    async def key_type(self, key: str) -> str:
+        """``stream``, ``hash``, …, or ``none`` when the key does not exist."""
+        with translated():
+            return _str(await self.client.type(key))
+
+    async def length(self, stream: str) -> int:
+        """XLEN: 0 for a stream that does not exist."""
+        with translated():
+            return int(await self.client.xlen(stream))
+
+    async def stream_info(self, stream: str) -> StreamInfo | None:
+        """Length and every group with its consumers; None unless ``stream`` is a stream."""
+        with translated():
+            if _str(await self.client.type(stream)) != "stream":
+                return None
+            length = int(await self.client.xlen(stream))
+            groups: list[dict[str, Any]] = await self.client.xinfo_groups(stream)
+            found = []
+            for info in groups:
+                name = _text(info["name"])
+                summary: Any = await self.client.xpending(stream, name)
+                members: list[dict[str, Any]] = await self.client.xinfo_consumers(stream, name)
+                lag = info.get("lag")
+                found.append(
+                    GroupInfo(
+                        name,
+                        None if lag is None else int(lag),
+                        int(info["pending"]),
+                        _str(summary["min"]) if summary.get("min") else None,
+                        tuple(
+                            ConsumerInfo(_text(m["name"]), int(m["pending"]), int(m["idle"]))
+                            for m in members
+                        ),
+                    )
+                )
+        return StreamInfo(stream, length, tuple(found))
+
+    async def entries(
+        self, stream: str, *, start: str = "-", end: str = "+", count: int | None = None
+    ) -> list[Entry]:
+        """XRANGE, oldest first; ``(id`` bounds are exclusive. Empty for a missing stream."""
+        with translated():
+            raw: Any = await self.client.xrange(stream, min=start, max=end, count=count)
+        return [Entry(_str(i), dict(f)) for i, f in raw]
+
+    async def last_entry_id(self, stream: str) -> str | None:
+        with translated():
+            raw: Any = await self.client.xrevrange(stream, max="+", min="-", count=1)
+        return _str(raw[0][0]) if raw else None
+
+    async def replay_dead(self, dead: str, stream: str, ids: Sequence[str]) -> list[Replayed]:
+        """Move dead letters back to ``stream``, each atomically; see the module docstring.
+
+        The original fields go back without the dead-letter fields, with
+        ``replayed_from: <dead letter id>``; a fresh entry starts a fresh delivery count.
+        """
+        if not ids:
+            return []
+        with translated():
+            reply: Any = await self._replay_dead(
+                keys=[dead, stream], args=[json.dumps(DEAD_LETTER_FIELDS), *ids]
+            )
+        return [
+            Replayed(_str(i), _str(r) if int(ok) else None, "" if int(ok) else _text(r))
+            for i, ok, r in reply
+        ]
+
+    async def trim_before(self, stream: str, min_id: str) -> int:
+        """Delete every entry older than ``min_id`` (XTRIM MINID, exact); returns how many."""
+        with translated():
+            return int(await self.client.xtrim(stream, minid=min_id, approximate=False))
 
 
 def _text(value: bytes | str) -> str:

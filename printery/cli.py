@@ -1,8 +1,12 @@
-"""``printery``: the operator's command.
+"""``printery``: the operator's command; this module is its argparse wiring.
 
 Commands that talk to Redis connect once and ping first: an unreachable (or
 refusing) Redis is one line, ``printery: cannot reach Redis at <url>: <why>``,
-and exit 2.
+and exit 2. A bad ``--redis-url`` (or any setting) is one line naming it, exit 2.
+
+The commands live in their own modules: ``status`` (printery.status), ``dlq``
+(printery.dlq), ``publish`` (printery.publish), ``deployment``
+(printery.timeline), ``demo`` (printery.demo); ``config`` is here.
 """
 
 from __future__ import annotations
@@ -16,10 +20,10 @@ from typing import NoReturn
 
 import anyio
 
-from printery import __version__
+from printery import __version__, dlq, status
 from printery.adapter import StreamAdapter, connect
 from printery.deployment import Invalid, validate_deployment
-from printery.errors import ConfigError, RedisPermanent, RedisUnavailable
+from printery.errors import ConfigError, RedisError, RedisPermanent, RedisUnavailable
 from printery.keys import Keys
 from printery.publish import (
     UsageProblem,
@@ -41,7 +45,17 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="printery", description="Operate printery: inspect, publish, demo.")
+    parser = _Parser(
+        prog="printery",
+        description="Operate printery: see the whole system, re-drive dead letters, "
+        "publish deployments, check the configuration, run the demo.",
+        epilog="examples:\n"
+        "  printery status\n"
+        "  printery dlq list started\n"
+        "  printery --redis-url redis://:pw@redis:6379/0 config\n"
+        "  printery <command> --help",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"printery {__version__}")
     parser.add_argument(
         "--redis-url",
@@ -71,12 +85,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="prefix of every Redis key [STREAM_PREFIX]",
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    status.add_status_parser(sub, common)
+    dlq.add_dlq_parser(sub, common)
     config = sub.add_parser(
         "config",
+        parents=[common],
         help="print the effective settings, secrets redacted",
-        description="Print the effective settings and where each came "
-        "from; exit 2 if they are invalid.",
-        epilog="example: REDIS_URL=redis://:pw@redis:6379/0 printery config",
+        description="Print the effective settings (environment, then flags) and where each "
+        "came from: default, env or flag. Passwords and secrets are redacted. Exit 2 "
+        "with one line naming the setting if they are invalid.",
+        epilog="examples:\n"
+        "  REDIS_URL=redis://:pw@redis:6379/0 printery config\n"
+        "  printery config --stream-prefix staging --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     config.add_argument("--json", action="store_true", help="print JSON")
     add_publish_parser(sub, common)
@@ -117,7 +138,17 @@ def run(argv: Sequence[str] | None = None) -> int:
         print(f"printery: {exc}", file=sys.stderr)
         return 2
     if args.command == "config":
-        return _config(settings, args.redis_url is not None, as_json=args.json)
+        flags = {name for name in ("redis_url", "stream_prefix") if getattr(args, name) is not None}
+        return _config(settings, flags, as_json=args.json)
+    if args.command == "status":
+        return _with_redis(settings, lambda a: status.run(a, settings, args))
+    if args.command == "dlq":
+        try:
+            request = dlq.dlq_request(args, Keys(settings.stream_prefix))
+        except UsageProblem as exc:
+            print(f"printery: {exc}", file=sys.stderr)
+            return 2
+        return _with_redis(settings, lambda a: dlq.run(a, request))
     if args.command == "publish":
         return _publish(settings, args)
     if args.command == "deployment":
@@ -151,6 +182,12 @@ def _with_redis(settings: Settings, command: Callable[[StreamAdapter], Awaitable
             file=sys.stderr,
         )
         return 2
+    except RedisError as exc:
+        print(f"printery: Redis at {settings.redis_url_redacted} refused: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nprintery: interrupted", file=sys.stderr)
+        return 130
 
 
 def _publish(settings: Settings, args: argparse.Namespace) -> int:
@@ -194,7 +231,7 @@ async def _deployment(adapter: StreamAdapter, settings: Settings, args: argparse
     return 0
 
 
-def _config(settings: Settings, redis_url_flag: bool, *, as_json: bool) -> int:
+def _config(settings: Settings, flags: set[str], *, as_json: bool) -> int:
     rows: list[tuple[str, str, str]] = []
     for name in sorted(Settings.model_fields):
         if name == "per_worker":
@@ -207,13 +244,7 @@ def _config(settings: Settings, redis_url_flag: bool, *, as_json: bool) -> int:
         else:
             shown = str(value)
         env = name.upper()
-        source = (
-            "flag"
-            if name == "redis_url" and redis_url_flag
-            else "env"
-            if env in os.environ
-            else "default"
-        )
+        source = "flag" if name in flags else "env" if env in os.environ else "default"
         rows.append((env, shown, source))
     for worker, overrides in sorted(settings.per_worker.items()):
         for what, raw in sorted(overrides.items()):

@@ -25,7 +25,7 @@ import stamina.instrumentation
 from printery import __version__
 from printery.adapter import GroupStats, StreamAdapter, connect
 from printery.errors import ConfigError, ConsumerNameTaken, RedisPermanent, RedisUnavailable
-from printery.heartbeat import Heartbeat
+from printery.heartbeat import Feed, Heartbeat
 from printery.keys import Keys
 from printery.lifecycle import Emit, Hub
 from printery.logs import configure_logging, get_logger, log_sink
@@ -206,6 +206,11 @@ async def _serve(settings: Settings) -> int:
         settings.consumer_name,
         settings.heartbeat_interval,
         manager.status,
+        feeds=lambda: {
+            w.name: Feed(w.stream, w.group, w.in_flight)
+            for w in workers
+            if isinstance(w, StreamWorker)
+        },
     )
     hub.subscribe(heartbeat.sink)
     endpoints = Endpoints(

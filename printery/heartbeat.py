@@ -3,6 +3,16 @@
 The record doubles as the lock on ``CONSUMER_NAME``: it carries a random token,
 and a second process with the same name finds a live record with another
 token and refuses to start, instead of silently sharing one consumer.
+
+The record (JSON; ``printery status`` reads it, and treats one whose
+``updated_at`` is older than 2 × ``interval_s`` as stale)::
+
+    {"consumer", "host", "pid", "version", "started_at", "uptime_s",
+     "updated_at", "interval_s", "token",
+     "workers": {name: {"state", "restarts", "uptime_s", "processed", "failed",
+                        "reason", "in_flight", "stream", "group"}}}
+
+``in_flight``, ``stream`` and ``group`` are there for stream workers only.
 """
 
 from __future__ import annotations
@@ -14,6 +24,8 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import anyio
 
@@ -24,7 +36,16 @@ from printery.errors import ConsumerNameTaken, RedisUnavailable
 from printery.lifecycle import LifecycleEvent, MessageHandled, Outcome
 from printery.manager import WorkerStatus
 
-__all__ = ["Heartbeat"]
+__all__ = ["Feed", "Heartbeat"]
+
+
+@dataclass(frozen=True, slots=True)
+class Feed:
+    """What a stream worker consumes, and how many of its messages are in flight right now."""
+
+    stream: str
+    group: str
+    in_flight: int
 
 
 class Heartbeat:
@@ -37,6 +58,8 @@ class Heartbeat:
         consumer: str,
         interval: float,
         status: Callable[[], Mapping[str, WorkerStatus]],
+        *,
+        feeds: Callable[[], Mapping[str, Feed]] | None = None,
     ) -> None:
         self.adapter = adapter
         self.key = key
@@ -44,6 +67,7 @@ class Heartbeat:
         self.interval = interval
         self.ttl_ms = int(interval * 3000)
         self.status = status
+        self.feeds = feeds or dict
         self.token = secrets.token_hex(8)
         self.started_at = now_rfc3339()
         self.started_mono = time.monotonic()
@@ -54,8 +78,10 @@ class Heartbeat:
             self.counts[event.worker, event.outcome.value] += 1
 
     def record(self) -> str:
-        workers = {
-            name: {
+        feeds = self.feeds()
+        workers: dict[str, dict[str, Any]] = {}
+        for name, s in self.status().items():
+            workers[name] = {
                 "state": s.state.value,
                 "restarts": s.restarts,
                 "uptime_s": round(s.uptime_s, 1),
@@ -63,8 +89,9 @@ class Heartbeat:
                 "failed": self.counts[name, Outcome.DEAD_LETTERED.value],
                 "reason": s.reason,
             }
-            for name, s in self.status().items()
-        }
+            feed = feeds.get(name)
+            if feed is not None:
+                workers[name].update(in_flight=feed.in_flight, stream=feed.stream, group=feed.group)
         return json.dumps(
             {
                 "token": self.token,

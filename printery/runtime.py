@@ -131,6 +131,11 @@ class StreamConsumer:
         self._read_scope = anyio.CancelScope()
         self._side: TaskGroup
 
+    @property
+    def in_flight(self) -> int:
+        """Messages read and not yet acked: buffered, running, or waiting to commit."""
+        return len(self.held)
+
     # -- the run ---------------------------------------------------------------
 
     async def run(self, *, task_status: TaskStatus[None]) -> None:

@@ -158,6 +158,11 @@ class StreamWorker(abc.ABC):
         """
         return self.concurrency + 2 * self.settings.batch_size
 
+    @property
+    def in_flight(self) -> int:
+        """Messages this worker's current run has read and not yet acked (0 between runs)."""
+        return 0 if self.consumer is None else self.consumer.in_flight
+
     def beat(self) -> None:
         """Report progress from a long handler (a health poll, a re-check) to the hang detector.
 

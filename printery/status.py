@@ -1,0 +1,375 @@
+"""``printery status``: every live daemon, its workers, and every stream, read from Redis.
+
+::
+
+    <prefix>:heartbeat:* ─► live daemons, and stale ones (updated_at older than
+                            2 × interval_s; the key outlives it by one interval)
+    the pipeline's streams, plus any stream a live worker reads
+                         ─► length, dead letters, groups: lag, pending, oldest
+                            pending age, consumers and their idle time
+    ─► a table (or ``--json``); exit 0 when every worker of every live daemon is
+       ``running``, 1 when one is not, a heartbeat is stale, or no daemon is live
+
+The JSON document (``--json``; one compact line per refresh with ``--watch``)::
+
+    {"checked_at": str, "prefix": str, "healthy": bool, "problems": [str],
+     "daemons": [DAEMON], "stale_daemons": [DAEMON], "streams": [STREAM]}
+    DAEMON  = {"consumer", "host", "pid", "version", "started_at", "uptime_s",
+               "updated_at", "heartbeat_age_s", "interval_s", "stale",
+               "workers": {name: {"state", "restarts", "uptime_s", "processed",
+                                  "failed", "in_flight", "reason", "stream", "group"}}}
+    STREAM  = {"stream", "exists", "length", "dead_letters", "groups": [GROUP]}
+    GROUP   = {"group", "lag", "pending", "oldest_pending_age_s",
+               "consumers": [{"name", "pending", "idle_s"}]}
+
+``in_flight``, ``stream`` and ``group`` are null for workers that are not
+stream workers (or daemons too old to report them); ``lag`` is null when Redis
+cannot tell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import signal
+import sys
+import threading
+import time
+from datetime import datetime
+from typing import Any
+
+import anyio
+
+from printery.adapter import StreamAdapter, StreamInfo
+from printery.envelope import now_rfc3339
+from printery.errors import RedisPermanent, RedisUnavailable
+from printery.keys import Keys
+from printery.settings import Settings
+from printery.tables import format_duration, render_table, shorten
+
+__all__ = ["STALE_AFTER_INTERVALS", "add_status_parser", "collect_status", "format_status", "run"]
+
+STALE_AFTER_INTERVALS = 2  # a heartbeat older than this many intervals is stale
+_WORKER_FIELDS = ("state", "restarts", "uptime_s", "processed", "failed", "in_flight", "reason")
+_CLEAR = "\x1b[H\x1b[2J"
+
+
+def add_status_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    """``status`` under the ``printery`` parser's subcommands."""
+    status = sub.add_parser(
+        "status",
+        parents=[common],
+        help="every live daemon, worker and stream, from Redis",
+        description="Show every live daemon (from its heartbeat) and each of its workers, "
+        "then every stream: length, dead letters, and per group the lag, pending "
+        "messages, oldest pending age and consumers. Exit 0 when every worker is "
+        "running, 1 when something is degraded, failed or stale (or no daemon is "
+        "live), 2 when Redis cannot be reached.",
+        epilog="examples:\n"
+        "  printery status\n"
+        "  printery status --json | jq '.daemons[].workers'\n"
+        "  printery status --watch 5\n"
+        "  printery status >/dev/null || page-the-on-call",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    status.add_argument("--json", action="store_true", help="print JSON (see the README)")
+    status.add_argument(
+        "--watch",
+        nargs="?",
+        type=float,
+        const=2.0,
+        default=None,
+        metavar="SECONDS",
+        help="redraw every SECONDS (default 2) until Ctrl-C",
+    )
+    # Bounds --watch, for tests and scripts that want N samples.
+    status.add_argument("--count", type=int, default=None, help=argparse.SUPPRESS)
+
+
+async def run(adapter: StreamAdapter, settings: Settings, args: argparse.Namespace) -> int:
+    """Print the status once, or every ``--watch`` seconds; returns the exit code."""
+    keys = Keys(settings.stream_prefix)
+    if args.watch is None:
+        doc = await collect_status(adapter, keys)
+        print(json.dumps(doc, indent=2) if args.json else format_status(doc, settings))
+        return 0 if doc["healthy"] else 1
+    interval = max(0.1, args.watch)
+    code = 0
+    async with anyio.create_task_group() as tg:
+        if threading.current_thread() is threading.main_thread():
+            tg.start_soon(_stop_on_signal, tg.cancel_scope)
+        refreshes = 0
+        while args.count is None or refreshes < args.count:
+            refreshes += 1
+            code = await _refresh(adapter, keys, settings, args.json, interval)
+            if args.count is None or refreshes < args.count:
+                await anyio.sleep(interval)
+        tg.cancel_scope.cancel()
+    return code
+
+
+async def _stop_on_signal(scope: anyio.CancelScope) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            scope.cancel()
+            return
+
+
+async def _refresh(
+    adapter: StreamAdapter, keys: Keys, settings: Settings, as_json: bool, interval: float
+) -> int:
+    """One frame of ``--watch``: an unreachable Redis is shown, and tried again next time."""
+    try:
+        doc = await collect_status(adapter, keys)
+    except (RedisUnavailable, RedisPermanent) as exc:
+        line = f"printery: cannot reach Redis at {settings.redis_url_redacted}: {exc}"
+        if as_json:
+            print(json.dumps({"checked_at": now_rfc3339(), "error": line}), flush=True)
+        else:
+            print(_frame(f"{line} (trying again every {interval:g}s)"), flush=True)
+        return 2
+    if as_json:
+        print(json.dumps(doc, separators=(",", ":")), flush=True)
+    else:
+        head = f"every {interval:g}s, Ctrl-C to stop\n"
+        print(_frame(head + format_status(doc, settings)), flush=True)
+    return 0 if doc["healthy"] else 1
+
+
+def _frame(text: str) -> str:
+    return _CLEAR + text if sys.stdout.isatty() else text + "\n"
+
+
+# -- collecting ------------------------------------------------------------------------
+
+
+async def collect_status(
+    adapter: StreamAdapter, keys: Keys, *, now: float | None = None
+) -> dict[str, Any]:
+    """The status document (see the module docstring); ``now`` is a Unix time, for tests."""
+    wall = time.time() if now is None else now
+    live: list[dict[str, Any]] = []
+    stale: list[dict[str, Any]] = []
+    problems: list[str] = []
+    for raw in await adapter.heartbeats(keys.heartbeat_pattern):
+        daemon = _daemon(raw, wall)
+        if daemon is None:
+            problems.append("an unreadable heartbeat record (not printery's JSON)")
+        elif daemon["stale"]:
+            stale.append(daemon)
+        else:
+            live.append(daemon)
+    live.sort(key=lambda d: str(d["consumer"]))
+    stale.sort(key=lambda d: str(d["consumer"]))
+
+    server_ms = await adapter.server_time_ms()
+    streams = [await _stream(adapter, s, server_ms) for s in _streams_to_show(keys, live)]
+
+    if not live:
+        problems.append(f"no live daemon (no fresh heartbeat at {keys.heartbeat_pattern})")
+    for daemon in live:
+        for name, worker in daemon["workers"].items():
+            if worker["state"] != "running":
+                reason = f": {worker['reason']}" if worker["reason"] else ""
+                problems.append(f"{daemon['consumer']}: {name} is {worker['state']}{reason}")
+    for daemon in stale:
+        age = format_duration(daemon["heartbeat_age_s"])
+        problems.append(f"{daemon['consumer']}: heartbeat is stale (last {age} ago)")
+    return {
+        "checked_at": now_rfc3339(),
+        "prefix": keys.prefix,
+        "healthy": not problems,
+        "problems": problems,
+        "daemons": live,
+        "stale_daemons": stale,
+        "streams": streams,
+    }
+
+
+def _daemon(raw: bytes, wall: float) -> dict[str, Any] | None:
+    """A heartbeat record as the status shows it; None when it is not one."""
+    try:
+        record = json.loads(raw)
+        updated = datetime.fromisoformat(str(record["updated_at"])).timestamp()
+        interval = float(record["interval_s"])
+        workers = dict(record.get("workers") or {})
+    except (ValueError, KeyError, TypeError):
+        return None
+    age = round(max(0.0, wall - updated), 1)
+    return {
+        "consumer": str(record.get("consumer", "?")),
+        "host": record.get("host"),
+        "pid": record.get("pid"),
+        "version": record.get("version"),
+        "started_at": record.get("started_at"),
+        "uptime_s": record.get("uptime_s"),
+        "updated_at": record["updated_at"],
+        "heartbeat_age_s": age,
+        "interval_s": interval,
+        "stale": age > STALE_AFTER_INTERVALS * interval,
+        "workers": {
+            str(name): {
+                **{f: (w or {}).get(f) for f in _WORKER_FIELDS},
+                "stream": (w or {}).get("stream"),
+                "group": (w or {}).get("group"),
+            }
+            for name, w in workers.items()
+        },
+    }
+
+
+def _streams_to_show(keys: Keys, live: list[dict[str, Any]]) -> list[str]:
+    """The pipeline's streams in pipeline order, then any other stream a live worker reads."""
+    builtin = [
+        keys.started,
+        keys.validated,
+        keys.dependencies_satisfied,
+        keys.notifications,
+        keys.delivered,
+    ]
+    read = {
+        w["stream"] for d in live for w in d["workers"].values() if isinstance(w["stream"], str)
+    }
+    return builtin + sorted(read - set(builtin))
+
+
+async def _stream(adapter: StreamAdapter, stream: str, server_ms: int) -> dict[str, Any]:
+    info: StreamInfo | None = await adapter.stream_info(stream)
+    dead_key = Keys.dead(stream)
+    dead = await adapter.length(dead_key) if await adapter.key_type(dead_key) == "stream" else 0
+    groups = []
+    for group in info.groups if info is not None else ():
+        oldest = None
+        if group.oldest_pending_id is not None:
+            oldest = round(max(0, server_ms - _id_ms(group.oldest_pending_id)) / 1000, 1)
+        groups.append(
+            {
+                "group": group.name,
+                "lag": group.lag,
+                "pending": group.pending,
+                "oldest_pending_age_s": oldest,
+                "consumers": [
+                    {"name": c.name, "pending": c.pending, "idle_s": round(c.idle_ms / 1000, 1)}
+                    for c in group.consumers
+                ],
+            }
+        )
+    return {
+        "stream": stream,
+        "exists": info is not None,
+        "length": info.length if info is not None else 0,
+        "dead_letters": dead,
+        "groups": groups,
+    }
+
+
+def _id_ms(entry_id: str) -> int:
+    with contextlib.suppress(ValueError):
+        return int(entry_id.partition("-")[0])
+    return 0
+
+
+# -- the table -------------------------------------------------------------------------
+
+
+def format_status(doc: dict[str, Any], settings: Settings | None = None) -> str:
+    """The status document as the terminal shows it."""
+    where = f"  {settings.redis_url_redacted}" if settings is not None else ""
+    lines = [f"printery status{where}  prefix {doc['prefix']}  {doc['checked_at']}", ""]
+    daemons = [*doc["daemons"], *doc["stale_daemons"]]
+    lines.append(f"DAEMONS  {len(doc['daemons'])} live, {len(doc['stale_daemons'])} stale")
+    if daemons:
+        rows = [
+            [
+                str(d["consumer"]),
+                str(d["host"]),
+                str(d["pid"]),
+                str(d["version"]),
+                format_duration(d["uptime_s"]),
+                f"{format_duration(d['heartbeat_age_s'])} ago" + ("  STALE" if d["stale"] else ""),
+            ]
+            for d in daemons
+        ]
+        lines += render_table(["CONSUMER", "HOST", "PID", "VERSION", "UPTIME", "HEARTBEAT"], rows)
+    else:
+        lines.append("(none)")
+    worker_rows = [
+        [
+            str(d["consumer"]),
+            name,
+            str(w["state"]),
+            _n(w["restarts"]),
+            _n(w["processed"]),
+            _n(w["failed"]),
+            _n(w["in_flight"]),
+            format_duration(w["uptime_s"]),
+            "" if w["state"] == "running" else shorten(str(w["reason"] or ""), 60),
+        ]
+        for d in doc["daemons"]
+        for name, w in d["workers"].items()
+    ]
+    if worker_rows:
+        lines += ["", "WORKERS"]
+        lines += render_table(
+            [
+                "CONSUMER",
+                "WORKER",
+                "STATE",
+                "RESTARTS",
+                "PROCESSED",
+                "FAILED",
+                "IN FLIGHT",
+                "UPTIME",
+                "REASON",
+            ],
+            worker_rows,
+        )
+    lines += ["", "STREAMS"]
+    lines += render_table(
+        ["STREAM", "LENGTH", "DEAD LETTERS"],
+        [
+            [s["stream"], str(s["length"]) if s["exists"] else "(none)", str(s["dead_letters"])]
+            for s in doc["streams"]
+        ],
+    )
+    group_rows = [row for s in doc["streams"] for g in s["groups"] for row in _group_rows(s, g)]
+    if group_rows:
+        lines += ["", "GROUPS"]
+        lines += render_table(
+            ["STREAM", "GROUP", "LAG", "PENDING", "OLDEST PENDING", "CONSUMER", "IDLE", "HOLDS"],
+            group_rows,
+        )
+    lines.append("")
+    if doc["healthy"]:
+        workers = sum(len(d["workers"]) for d in doc["daemons"])
+        daemons_live = len(doc["daemons"])
+        lines.append(f"OK: {workers} worker(s) running in {daemons_live} live daemon(s)")
+    else:
+        lines.append(f"NOT OK: {len(doc['problems'])} problem(s)")
+        lines += [f"  - {p}" for p in doc["problems"]]
+    return "\n".join(lines)
+
+
+def _group_rows(stream: dict[str, Any], group: dict[str, Any]) -> list[list[str]]:
+    head = [
+        stream["stream"],
+        group["group"],
+        _n(group["lag"], unknown="?"),
+        str(group["pending"]),
+        format_duration(group["oldest_pending_age_s"]),
+    ]
+    consumers = group["consumers"] or [{"name": "-", "idle_s": None, "pending": None}]
+    return [
+        [
+            *(head if i == 0 else [""] * len(head)),
+            c["name"],
+            format_duration(c["idle_s"]),
+            _n(c["pending"]),
+        ]
+        for i, c in enumerate(consumers)
+    ]
+
+
+def _n(value: object, unknown: str = "-") -> str:
+    return unknown if value is None else str(value)
