@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.support.daemon_process import ROOT, DaemonProcess
+from tests.e2e.daemon import ROOT, Daemon
 from tests.support.redis_server import RedisServer
 
 PASSWORD = "canary-pw-5b1e9"
@@ -31,7 +31,7 @@ def test_secret_canaries_appear_in_no_log_endpoint_or_config(tmp_path: Path, pre
         "WORKER_MODE": "tests.support.workers:EchoWorker",
         "MAX_DELIVERIES": "1",
     }
-    daemon = DaemonProcess(tmp_path, env).start()
+    daemon = Daemon(tmp_path, env).start()
     try:
         daemon.wait_ready()
         client = redis.Redis.from_url(url)
@@ -50,10 +50,10 @@ def test_secret_canaries_appear_in_no_log_endpoint_or_config(tmp_path: Path, pre
             check=False,
         )
     finally:
-        daemon.stop()
+        daemon.kill()
         server.stop()
     outputs = {
-        "log": daemon.log_text(),
+        "log": daemon.stderr() + daemon.stdout(),
         "config": config.stdout + config.stderr,
         **dict(zip(("/status", "/metrics", "/health", "/ready"), pages, strict=True)),
     }

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.support.daemon_process import DaemonProcess
+from tests.e2e.daemon import Daemon
 from tests.support.redis_server import free_port, redis_server_binary
 
 ECHO = "tests.support.workers:EchoWorker"
@@ -154,7 +154,7 @@ def acl_redis() -> Iterator[int]:
 
 
 def _processes_one_message(tmp_path: Path, url: str, prefix: str) -> None:
-    daemon = DaemonProcess(
+    daemon = Daemon(
         tmp_path, {"REDIS_URL": url, "STREAM_PREFIX": prefix, "WORKER_MODE": ECHO}
     ).start()
     try:
@@ -165,7 +165,7 @@ def _processes_one_message(tmp_path: Path, url: str, prefix: str) -> None:
         daemon.send(signal.SIGTERM)
         assert daemon.wait_exit(timeout=20) == 0
     finally:
-        daemon.stop()
+        daemon.kill()
 
 
 @pytest.mark.timeout(60)
@@ -180,7 +180,7 @@ def test_acl_user_works_and_a_wrong_password_is_one_line(
 ) -> None:
     """As an ACL user it works; the same user with a wrong password exits 2 with one line."""
     _processes_one_message(tmp_path, f"redis://printery:acl-pw@127.0.0.1:{acl_redis}/0", prefix)
-    wrong = DaemonProcess(
+    wrong = Daemon(
         tmp_path,
         {
             "REDIS_URL": f"redis://printery:not-it@127.0.0.1:{acl_redis}/0",
@@ -190,7 +190,7 @@ def test_acl_user_works_and_a_wrong_password_is_one_line(
     try:
         code = wrong.wait_exit(timeout=20)
     finally:
-        wrong.stop()
-    lines = wrong.log_text().strip().splitlines()
+        wrong.kill()
+    lines = wrong.stderr().strip().splitlines()
     assert (code, len(lines)) == (2, 1), lines
     assert "not-it" not in lines[0]

@@ -1,0 +1,79 @@
+"""Tiny workers only the end-to-end tests need, named in ``WORKER_MODE`` by module path."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import anyio
+from anyio.abc import TaskStatus
+
+from printery.adapter import Write
+from printery.message import Message
+from printery.worker import WorkerContext, WorkerDeps
+from tests.support.workers import EchoWorker
+
+ECHO = "tests.support.workers:EchoWorker"
+CRASHER = "tests.support.workers:CrashingWorker"
+HERE = "tests.e2e.workers"
+
+
+class PromptEcho(EchoWorker):
+    """``echo``, but ``sleep`` holds only the first delivery: a redelivery is handled at once.
+
+    A message abandoned at the drain deadline is then quick for the daemon
+    that takes it over.
+    """
+
+    async def handle(self, message: Message) -> Sequence[Write]:
+        if message.deliveries > 1:
+            message.fields.pop("sleep", None)
+        return await super().handle(message)
+
+
+class LateCrasher:
+    """Starts after ``echo`` has, runs a moment, then crashes: a crash while echo is busy."""
+
+    name = "late-crasher"
+    depends_on: tuple[str, ...] = ("echo",)
+    crash_after_s = 1.0
+
+    def __init__(self, deps: WorkerDeps | None = None) -> None:
+        self.deps = deps
+
+    async def serve(self, ctx: WorkerContext, *, task_status: TaskStatus[None]) -> None:
+        task_status.started()
+        await anyio.sleep(self.crash_after_s)
+        raise RuntimeError("crashed while echo was busy")
+
+
+class _Idle:
+    name: str
+    depends_on: tuple[str, ...]
+
+    def __init__(self, deps: WorkerDeps | None = None) -> None:
+        self.deps = deps
+
+    async def serve(self, ctx: WorkerContext, *, task_status: TaskStatus[None]) -> None:
+        task_status.started()
+        await ctx.stopping.wait()
+
+
+class Ping(_Idle):
+    """Depends on ``pong``, which depends on it: a cycle."""
+
+    name = "ping"
+    depends_on = ("pong",)
+
+
+class Pong(_Idle):
+    """Depends on ``ping``: the other half of the cycle."""
+
+    name = "pong"
+    depends_on = ("ping",)
+
+
+class Orphan(_Idle):
+    """Depends on a worker nobody knows."""
+
+    name = "orphan"
+    depends_on = ("no-such-worker",)
