@@ -24,7 +24,13 @@ import stamina.instrumentation
 
 from printery import __version__
 from printery.adapter import GroupStats, StreamAdapter, connect
-from printery.errors import ConfigError, ConsumerNameTaken, RedisPermanent, RedisUnavailable
+from printery.errors import (
+    ConfigError,
+    ConsumerNameTaken,
+    RedisPermanent,
+    RedisUnavailable,
+    find,
+)
 from printery.heartbeat import Feed, Heartbeat
 from printery.keys import Keys
 from printery.lifecycle import Emit, Hub
@@ -37,6 +43,9 @@ from printery.web import Endpoints
 from printery.worker import StreamWorker, Worker, WorkerDeps, load_factory
 
 __all__ = ["build_manager", "build_parser", "main", "run"]
+
+# What closing up may take after the drain (releasing the heartbeat record).
+_CLOSING_S = 0.5
 
 _FLAGS: dict[str, tuple[str, Any, str]] = {
     # flag: (settings field, type, help)
@@ -120,8 +129,18 @@ def run(argv: Sequence[str] | None = None) -> int:
     stamina.instrumentation.set_on_retry_hooks([])
     try:
         return anyio.run(_serve, settings)
-    except (ConfigError, ConsumerNameTaken, RedisPermanent) as exc:
-        print(f"printery-workers: {exc}", file=sys.stderr)
+    except Exception as exc:
+        refused = find(exc, RedisPermanent)
+        if refused is not None:
+            print(
+                f"printery-workers: REDIS_URL ({settings.redis_url_redacted}): {refused}",
+                file=sys.stderr,
+            )
+            return 2
+        fatal = find(exc, (ConfigError, ConsumerNameTaken))
+        if fatal is None:
+            raise
+        print(f"printery-workers: {fatal}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # pragma: no cover - signals are handled in the loop
         return 130
@@ -227,7 +246,10 @@ async def _serve(settings: Settings) -> int:
         with contextlib.suppress(RedisUnavailable):
             await heartbeat.claim()
         code = await _supervise(settings, manager, heartbeat, log, endpoints.port)
-        await heartbeat.release()
+        # Bounded: with Redis stalled the record would wait a socket timeout, and it
+        # expires with its TTL anyway.
+        with anyio.move_on_after(_CLOSING_S):
+            await heartbeat.release()
         await adapter.close()
         return code
     finally:
@@ -238,10 +260,21 @@ async def _supervise(
     settings: Settings, manager: WorkerManager, heartbeat: Heartbeat, log: Any, port: int | None
 ) -> int:
     shutdown = anyio.Event()
+    name_lost: list[ConsumerNameTaken] = []
+
+    async def keep_heartbeat() -> None:
+        try:
+            await heartbeat.run()
+        except ConsumerNameTaken as exc:
+            # Another process reads under our name now: drain, then exit 2 saying so.
+            log.error("printery.consumer_name_taken", error=str(exc))  # noqa: TRY400 - expected, no traceback
+            name_lost.append(exc)
+            shutdown.set()
+
     async with anyio.create_task_group() as tg:
         tg.start_soon(_watch_signals, shutdown, log)
         await tg.start(manager.run)
-        tg.start_soon(heartbeat.run)
+        tg.start_soon(keep_heartbeat)
         tg.start_soon(manager.start_all)
         log.info(
             "printery.daemon_started",
@@ -262,11 +295,18 @@ async def _supervise(
             first.start_soon(wait, manager.fatal)
         log.info(
             "printery.drain_started",
-            reason="signal" if shutdown.is_set() else "fatal",
+            reason="consumer name taken"
+            if name_lost
+            else "signal"
+            if shutdown.is_set()
+            else "fatal",
             timeout_s=settings.shutdown_timeout,
         )
         await manager.stop_all()
         tg.cancel_scope.cancel()
+    if name_lost:
+        log.info("printery.daemon_stopped", exit_code=2)
+        raise name_lost[0]
     log.info("printery.daemon_stopped", exit_code=manager.exit_code)
     return manager.exit_code
 

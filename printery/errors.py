@@ -21,6 +21,8 @@ printery sees Redis through :class:`RedisUnavailable` and :class:`RedisPermanent
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 __all__ = [
     "ConfigError",
     "ConsumerNameTaken",
@@ -33,7 +35,10 @@ __all__ = [
     "RedisUnavailable",
     "RetryLater",
     "WorkerHung",
+    "find",
 ]
+
+E = TypeVar("E", bound=BaseException)
 
 
 class PrinteryError(Exception):
@@ -87,3 +92,20 @@ class Permanent(HandlerError):
 
 class WorkerHung(PrinteryError):
     """A worker's loop made no progress within its hang timeout."""
+
+
+def find(exc: BaseException, kinds: type[E] | tuple[type[E], ...]) -> E | None:
+    """The first of ``kinds`` in ``exc``, looking inside exception groups.
+
+    Task groups wrap what their tasks raise, so a refused password inside a
+    worker's task group arrives as an ExceptionGroup: it must still be seen as
+    the permanent fault it is, not as a crash.
+    """
+    if isinstance(exc, kinds):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = find(inner, kinds)
+            if found is not None:
+                return found
+    return None

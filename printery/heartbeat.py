@@ -32,7 +32,7 @@ import anyio
 from printery import __version__
 from printery.adapter import StreamAdapter
 from printery.envelope import now_rfc3339
-from printery.errors import ConsumerNameTaken, RedisUnavailable
+from printery.errors import ConsumerNameTaken, RedisPermanent, RedisUnavailable
 from printery.lifecycle import LifecycleEvent, MessageHandled, Outcome
 from printery.manager import WorkerStatus
 
@@ -132,11 +132,13 @@ class Heartbeat:
                     raise ConsumerNameTaken(
                         f"CONSUMER_NAME {self.consumer!r} was taken by another daemon"
                     )
-            except RedisUnavailable:
-                continue  # the workers report the outage; the record returns with Redis
+            except (RedisUnavailable, RedisPermanent):
+                # The workers report the outage (or the refusal, and decide the exit
+                # code); the record returns with Redis.
+                continue
 
     async def release(self) -> None:
         try:
             await self.adapter.release_heartbeat(self.key, self.token)
-        except RedisUnavailable:
+        except (RedisUnavailable, RedisPermanent):
             return  # the record expires with its TTL

@@ -34,7 +34,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from printery.errors import ConfigError, RedisPermanent
+from printery.errors import ConfigError, RedisPermanent, find
 from printery.lifecycle import (
     Emit,
     WorkerCrashed,
@@ -190,25 +190,33 @@ class WorkerManager:
         the deadline.
         """
         self.stopping = True
-        # Keep a reserve of the deadline for cancelling stragglers and closing up,
-        # so the whole drain fits inside SHUTDOWN_TIMEOUT.
+        # The deadline is split so the whole stop fits inside SHUTDOWN_TIMEOUT:
+        # workers drain until ``soft``; then stragglers are cancelled and their
+        # shielded cleanup (a commit, a hand-back) must end by ``cleanup``; the
+        # daemon's own closing (heartbeat, connections) gets the rest.
+        start = anyio.current_time()
         reserve = min(2.0, self.shutdown_timeout * 0.2)
-        with anyio.move_on_after(self.shutdown_timeout - reserve) as deadline:
+        soft = start + self.shutdown_timeout - reserve
+        cleanup = start + self.shutdown_timeout - reserve / 2
+        for slot in self.slots.values():
+            if slot.ctx is not None:
+                slot.ctx.cleanup_deadline = cleanup
+        with anyio.CancelScope(deadline=soft) as deadline:
             for slot in self.slots.values():
                 self._request_stop(slot)
             for level in reversed(self.levels):
                 for worker in level:
                     await self.slots[worker.name].finished.wait()
         if deadline.cancelled_caught:
-            await self._cancel_remaining(grace=reserve / 2)
+            await self._cancel_remaining(until=cleanup + reserve / 4)
         self._stopped.set()
 
-    async def _cancel_remaining(self, grace: float) -> None:
+    async def _cancel_remaining(self, until: float) -> None:
         pending = [s for s in self.slots.values() if not s.finished.is_set()]
         for slot in pending:
             if slot.scope is not None:
                 slot.scope.cancel()
-        with anyio.move_on_after(grace):
+        with anyio.CancelScope(deadline=until):
             for slot in pending:
                 await slot.finished.wait()
         for slot in pending:
@@ -254,10 +262,12 @@ class WorkerManager:
                     elif slot.ctx.stopping.is_set():
                         requested_restart = not self.stopping
                         kind = ""
-                except (RedisPermanent, ConfigError) as exc:
-                    kind, error = "permanent", str(exc)
                 except Exception as exc:  # noqa: BLE001 - any crash is the supervisor's business
-                    kind, error = "crash", f"{type(exc).__name__}: {exc}"
+                    permanent = find(exc, (RedisPermanent, ConfigError))
+                    if permanent is not None:
+                        kind, error = "permanent", str(permanent)
+                    else:
+                        kind, error = "crash", _describe(exc)
                 finally:
                     slot.scope = None
                     slot.budget.paused()
@@ -407,3 +417,10 @@ async def _first_of(*events: anyio.Event) -> None:
 
         for event in events:
             tg.start_soon(waiter, event)
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message`` of the crash, unwrapping a task group's lone exception."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return f"{type(exc).__name__}: {exc}"

@@ -176,10 +176,14 @@ class StreamConsumer:
             if not drained:
                 # Cancelled at the deadline (or crashed): whatever we hold is handed
                 # back so a live consumer takes it now rather than after CLAIM_IDLE_MS.
-                with anyio.CancelScope(shield=True), anyio.move_on_after(2):
+                with anyio.CancelScope(shield=True, deadline=self._cleanup_deadline(2)):
                     await self._hand_back(exclude=set())
-        with anyio.move_on_after(2):
+        with anyio.CancelScope(deadline=self._cleanup_deadline(2)):
             await self._forget_self()
+
+    def _cleanup_deadline(self, at_most_s: float) -> float:
+        """When a cleanup step gives up: ``at_most_s`` from now, or the drain's deadline."""
+        return min(anyio.current_time() + at_most_s, self.ctx.cleanup_deadline)
 
     async def _cancel_on_stop(self, scope: anyio.CancelScope) -> None:
         await self.ctx.stopping.wait()
@@ -465,13 +469,16 @@ class StreamConsumer:
         return again
 
     async def _commit_once(self, batch: list[_Commit]) -> list[bool | str]:
-        # One attempt is shielded, so the drain deadline never splits a commit from
-        # its bookkeeping; the backoff between attempts stays cancellable.
-        with anyio.CancelScope(shield=True):
-            acked = await self.adapter.commit(
+        # One attempt is shielded, so the drain's soft deadline never splits a commit
+        # from its bookkeeping; the backoff between attempts stays cancellable. Past
+        # the cleanup deadline (Redis stalled) the reply is given up on: the script
+        # is atomic, so the entry is either acked with its outputs or still pending.
+        with anyio.CancelScope(shield=True, deadline=self.ctx.cleanup_deadline):
+            return await self.adapter.commit(
                 self.stream, self.group, [(c.entry.id, c.writes) for c in batch]
             )
-        return acked  # noqa: RET504 - CancelScope may swallow, so mypy needs the return outside
+        await anyio.lowlevel.checkpoint()  # the drain's cancellation, now past the deadline
+        raise RedisUnavailable("commit reply given up at the shutdown deadline")
 
     # -- maintenance: refresh, claim, reap ----------------------------------------
 

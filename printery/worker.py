@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import abc
 import importlib
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -79,6 +80,9 @@ class WorkerContext:
     clock: Callable[[], float] = time.monotonic
     stopping: anyio.Event = field(default_factory=anyio.Event)
     last_beat: float = field(default=0.0)
+    # Set by the manager's drain (anyio time): shielded cleanup gives up at it,
+    # so a stalled Redis cannot stretch the drain past SHUTDOWN_TIMEOUT.
+    cleanup_deadline: float = math.inf
 
     def __post_init__(self) -> None:
         self.last_beat = self.clock()

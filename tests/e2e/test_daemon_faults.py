@@ -203,10 +203,6 @@ def test_wrong_password_is_one_clear_line_not_a_retry_loop(tmp_path: Path) -> No
 
 
 @pytest.mark.timeout(30)
-@pytest.mark.xfail(
-    strict=True,
-    reason="daemon.py run() prints RedisPermanent's bare text: the line never names REDIS_URL",
-)
 def test_wrong_password_line_names_redis_url(tmp_path: Path) -> None:
     """DESIGN §2: the exit-2 line names the setting, here REDIS_URL, with the URL redacted."""
     server = RedisServer(tmp_path / "redis", extra=("--requirepass", "right-pw"))
@@ -223,11 +219,6 @@ def test_wrong_password_line_names_redis_url(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(30)
-@pytest.mark.xfail(
-    strict=True,
-    reason="RedisPermanent raised inside StreamConsumer.run's task group reaches the manager as "
-    "an ExceptionGroup, classified as a crash; Heartbeat.run lets RedisPermanent escape as one",
-)
 @pytest.mark.parametrize("supervised", [False, True], ids=["standalone", "supervised"])
 def test_password_refused_after_an_outage_at_start_is_permanent(
     tmp_path: Path, prefix: str, supervised: bool
@@ -264,11 +255,6 @@ def test_password_refused_after_an_outage_at_start_is_permanent(
 
 
 @pytest.mark.timeout(30)
-@pytest.mark.xfail(
-    strict=True,
-    reason="Heartbeat.run raises ConsumerNameTaken inside _supervise's task group: an "
-    "ExceptionGroup traceback and exit 1, no drain, instead of run()'s one line and exit 2",
-)
 def test_consumer_name_taken_while_running_is_one_line_not_a_traceback(
     tmp_path: Path, client: redis.Redis, echo_env: dict[str, str], prefix: str
 ) -> None:
@@ -285,12 +271,6 @@ def test_consumer_name_taken_while_running_is_one_line_not_a_traceback(
 
 
 @pytest.mark.timeout(30)
-@pytest.mark.xfail(
-    strict=True,
-    reason="with Redis stalled, the drain outlives SHUTDOWN_TIMEOUT: the shielded commit waits a "
-    "socket timeout, the post-deadline hand-back 2 s more, heartbeat.release() another socket "
-    "timeout; meanwhile the manager logs echo as failed 'ignored cancellation when stopped'",
-)
 def test_sigterm_with_redis_stalled_still_exits_within_shutdown_timeout(
     tmp_path: Path, own_redis: RedisServer, prefix: str
 ) -> None:

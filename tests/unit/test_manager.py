@@ -432,8 +432,10 @@ async def test_every_worker_failed_in_supervised_mode_is_fatal() -> None:
     [
         RedisPermanent("WRONGPASS invalid username-password pair"),
         ConfigError("NOTIFY_WEBHOOK_URLS", "each URL must be http:// or https://"),
+        # What a task group inside serve() makes of a refused password.
+        ExceptionGroup("unhandled errors in a TaskGroup", [RedisPermanent("NOPERM no access")]),
     ],
-    ids=["redis-permanent", "config-error"],
+    ids=["redis-permanent", "config-error", "in-a-task-group"],
 )
 async def test_a_permanent_error_fails_at_once(error: Exception) -> None:
     """RedisPermanent or ConfigError from serve: failed immediately, no restart, no budget spent."""
