@@ -117,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the four workers in-process on a throwaway redis-server (or "
         "fakeredis), publish sample deployments that end healthy, rejected, blocked and "
         "unhealthy, and print each one's timeline and outcome.",
+        epilog="examples:\n  printery demo\n  printery demo --verbose",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     demo.add_argument("--verbose", action="store_true", help="also show the workers' logs")
     return parser

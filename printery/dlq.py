@@ -68,6 +68,12 @@ def add_dlq_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         help="inspect and re-drive dead letters",
         description="Inspect and re-drive the dead letters of a stream. STREAM is a stream "
         "key or a short name: started, validated, dependencies-satisfied, notifications.",
+        epilog="examples:\n"
+        "  printery dlq list started --limit 50\n"
+        "  printery dlq show started 1717171717171-0\n"
+        "  printery dlq replay notifications --all\n"
+        "  printery dlq purge started --older-than 7d --yes",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     actions = dlq.add_subparsers(dest="action", required=True)
 

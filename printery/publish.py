@@ -52,7 +52,16 @@ class UsageProblem(ValueError):
 
 def add_publish_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     """``publish deployment …`` under the ``printery`` parser's subcommands."""
-    publish = sub.add_parser("publish", help="publish an event into the pipeline")
+    publish = sub.add_parser(
+        "publish",
+        help="publish an event into the pipeline",
+        description="Publish an event into the pipeline; prints its deployment id.",
+        epilog="examples:\n"
+        "  printery publish deployment --service billing-api --version 1.4.2 "
+        "--environment staging\n"
+        "  printery publish deployment --help",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     kinds = publish.add_subparsers(dest="kind", required=True)
     dep = kinds.add_parser(
         "deployment",

@@ -164,3 +164,33 @@ def test_unreachable_redis_is_one_line_and_exit_2(
     [line] = err.splitlines()
     assert line.startswith("printery: cannot reach Redis at redis://:***@127.0.0.1:")
     assert "hunter2" not in err
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        [],
+        ["status"],
+        ["dlq"],
+        ["dlq", "list"],
+        ["dlq", "show"],
+        ["dlq", "replay"],
+        ["dlq", "purge"],
+        ["config"],
+        ["publish"],
+        ["publish", "deployment"],
+        ["deployment"],
+        ["demo"],
+    ],
+    ids=lambda c: " ".join(c) or "printery",
+)
+def test_every_command_has_help_with_examples(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The 3 a.m. reader gets an example to copy from every ``--help``."""
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args([*command, "--help"])
+    assert 0 == exited.value.code
+    out = capsys.readouterr().out
+    assert "example" in out, out
+    assert "printery " in out.partition("example")[2], out
