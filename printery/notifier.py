@@ -171,10 +171,34 @@ class NotifierWorker(HttpStreamWorker):
         async def one(url: str) -> None:
             results[url] = await self._deliver_one(url, event.id, body, headers)
 
-        async with anyio.create_task_group() as tg:
-            for url in self.urls:
-                tg.start_soon(one, url)
+        async with anyio.create_task_group() as alive:
+            alive.start_soon(self._beat_for, self._longest_delivery_s())
+            async with anyio.create_task_group() as tg:
+                for url in self.urls:
+                    tg.start_soon(one, url)
+            alive.cancel_scope.cancel()
         return [results[url] for url in self.urls]
+
+    def _longest_delivery_s(self) -> float:
+        """The most a delivery can take: every POST times out, every wait is the longest."""
+        s = self.settings
+        posts = s.notify_webhook_attempts * s.notify_webhook_timeout
+        longest_wait = (s.notify_webhook_backoff_max_ms + s.notify_webhook_backoff_ms / 2) / 1000
+        markers = 2 * s.redis_socket_timeout  # the marker read and write
+        return posts + (s.notify_webhook_attempts - 1) * longest_wait + markers
+
+    async def _beat_for(self, seconds: float) -> None:
+        """Report progress while webhooks are slow, but only for as long as they may take.
+
+        A slow or failing receiver keeps one handler busy for many POSTs and
+        waits, each bounded: that is not a hang, and must not make the supervisor
+        restart the notifier (or, standalone, stop the daemon). Past the bound the
+        beats stop, so a delivery that is truly stuck is still found as a hang.
+        """
+        deadline = anyio.current_time() + seconds
+        while (remaining := deadline - anyio.current_time()) > 0:
+            self.beat()
+            await anyio.sleep(min(remaining, max(0.05, self.hang_timeout / 3)))
 
     async def _deliver_one(
         self, url: str, event_id: str, body: bytes, headers: dict[str, str]

@@ -63,7 +63,8 @@ class Receiver:
     """A webhook receiver on a fixed loopback port: start it late, stop it, change its answer.
 
     ``answer(subject)`` gives the status of each POST (200 unless told); a
-    subject in ``hold`` is answered only once ``release`` is set. Waiting on
+    subject in ``hold`` is answered only once ``release`` is set, one in
+    ``delay_s`` that many seconds late. Waiting on
     what arrived is waiting on a condition, never sleeping.
     """
 
@@ -73,6 +74,7 @@ class Receiver:
         self.posts: list[Post] = []
         self.answer: Callable[[str], int] = lambda subject: 200
         self.hold: set[str] = set()
+        self.delay_s: dict[str, float] = {}
         self.release = threading.Event()
         self.outstanding: set[str] = set()
         self._changed = threading.Condition()
@@ -88,6 +90,8 @@ class Receiver:
                 if subject in receiver.hold:
                     receiver.note_outstanding(subject, True)
                     receiver.release.wait(timeout=60)
+                if subject in receiver.delay_s:
+                    time.sleep(receiver.delay_s[subject])  # the receiver's own slowness
                 status = receiver.answer(subject)
                 receiver.record(
                     Post(time.monotonic(), self.headers["Idempotency-Key"], subject, status)
@@ -418,3 +422,39 @@ def test_a_slow_receiver_for_one_notification_does_not_hold_up_the_others(
     assert [200] == [p.status for p in receiver.of(slow)]
     delivered, dead = _account(client, prefix, receiver, [slow, *fast])
     assert ({slow, *fast}, set()) == (delivered, dead)
+
+
+@pytest.mark.timeout(60)
+def test_a_receiver_slower_than_the_hang_timeout_is_not_taken_for_a_hung_notifier(
+    tmp_path: Path,
+    client: redis.Redis,
+    redis_server: RedisServer,
+    prefix: str,
+    receiver: Receiver,
+) -> None:
+    """POSTs that take long but within NOTIFY_WEBHOOK_TIMEOUT are progress, not a hang.
+
+    Standalone, a notifier taken for hung would make the daemon exit 1 (a
+    restart loop in Kubernetes) for a receiver that is merely slow.
+    """
+    receiver.delay_s = {"dep-sluggish": 1.5}
+    receiver.answer = lambda subject: 500  # and failing: the retries add up too
+    receiver.start()
+    env = _env(
+        redis_server,
+        prefix,
+        receiver,
+        NOTIFY_WEBHOOK_TIMEOUT="5",
+        NOTIFIER_HANG_TIMEOUT="1",
+        HEALTH_CHECK_INTERVAL="0.2",
+        MAX_DELIVERIES="1",
+    )
+    with Daemon(tmp_path, env) as daemon:
+        daemon.wait_ready()
+        published = _publish(client, prefix, "dep-sluggish")
+        _wait_dead(daemon, client, prefix, published, timeout=30)
+        assert ATTEMPTS == len(receiver.of(published[0]))
+        assert "printery.worker_crashed" not in daemon.event_names(), daemon.tail()
+        assert daemon.running
+
+    _account(client, prefix, receiver, published)

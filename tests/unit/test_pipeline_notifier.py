@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import json
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -238,3 +239,33 @@ async def test_notification_does_not_overwrite_the_deployment_status(
     [fields] = [dict(zip(w.args[::2], w.args[1::2], strict=True)) for w in writes if w.op == "HSET"]
     assert "status" not in fields
     assert "notification_at" in fields
+
+
+async def test_a_slow_webhook_is_progress_not_a_hang(
+    notifiers: Any, serve: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """POSTs and waits longer than the hang timeout beat the hang detector while they run."""
+    receiver = await serve(Receiver(200, delay=0.5))
+    worker = notifiers(receiver.url, NOTIFY_WEBHOOK_TIMEOUT="2", NOTIFIER_HANG_TIMEOUT="0.15")
+    beats: list[float] = []
+    monkeypatch.setattr(worker, "beat", lambda: beats.append(anyio.current_time()))
+    await worker.handle(message())
+    assert len(receiver.requests) == 1
+    gaps = [b - a for a, b in itertools.pairwise(beats)]
+    assert len(beats) >= 3, beats
+    assert max(gaps) < 0.15, gaps
+
+
+async def test_beats_stop_at_the_longest_a_delivery_may_take(
+    notifiers: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past its bound a delivery no longer beats: one truly stuck is still found as hung."""
+    worker = notifiers("http://127.0.0.1:9/hook", NOTIFIER_HANG_TIMEOUT="0.15")
+    # 3 POSTs of 0.2 s, 2 waits of at most 5.5 ms, and two marker round trips.
+    assert worker._longest_delivery_s() == pytest.approx(3 * 0.2 + 2 * 0.0055 + 2 * 5)
+    beats: list[float] = []
+    monkeypatch.setattr(worker, "beat", lambda: beats.append(anyio.current_time()))
+    with anyio.fail_after(2):
+        await worker._beat_for(0.3)
+    assert 2 <= len(beats) <= 8, beats
+    assert beats[-1] - beats[0] < 0.3
