@@ -16,7 +16,8 @@ Multi-step operations are server-side scripts, each atomic:
 - ``refresh``: reset the idle time of messages still owned by this consumer,
   so a slow handler's message is not claimed by another while it runs.
 - ``hand_back``: make messages this consumer read but never started look long
-  idle, so a live consumer claims them at once on drain.
+  idle, so a live consumer claims them at once on drain; optionally giving
+  back the delivery the read counted.
 - ``forget_consumer`` / ``reap_consumers``: delete a consumer only while it
   has nothing pending (``XGROUP DELCONSUMER`` drops pending entries with it)
   and, for others, only when no daemon heartbeat claims the name: on Redis 7.0
@@ -115,6 +116,21 @@ for i = 4, #ARGV, 1 do
   local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
   if p[1] and p[1][2] == ARGV[2] then
     redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'IDLE', ARGV[3], 'JUSTID')
+    out[#out + 1] = ARGV[i]
+  end
+end
+return out
+"""
+
+_HAND_BACK = """
+local out = {}
+for i = 5, #ARGV, 1 do
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+  if p[1] and p[1][2] == ARGV[2] then
+    local count = p[1][4]
+    if ARGV[4] == '1' and count > 0 then count = count - 1 end
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i],
+      'IDLE', ARGV[3], 'RETRYCOUNT', count, 'JUSTID')
     out[#out + 1] = ARGV[i]
   end
 end
@@ -342,6 +358,7 @@ class StreamAdapter:
         self._commit = client.register_script(_COMMIT)
         self._refresh = client.register_script(_REFRESH)
         self._reclaim = client.register_script(_RECLAIM)
+        self._hand_back = client.register_script(_HAND_BACK)
         self._forget = client.register_script(_FORGET_CONSUMER)
         self._heartbeat = client.register_script(_HEARTBEAT)
         self._release = client.register_script(_RELEASE)
@@ -485,9 +502,22 @@ class StreamAdapter:
             owned = await self._refresh(keys=[stream], args=[group, consumer, idle_ms, *ids])
         return {_str(i) for i in owned}
 
-    async def hand_back(self, stream: str, group: str, consumer: str, ids: Sequence[str]) -> int:
-        """Make never-started messages claimable by a live consumer right away."""
-        return len(await self.refresh(stream, group, consumer, ids, idle_ms=_HAND_BACK_IDLE_MS))
+    async def hand_back(
+        self, stream: str, group: str, consumer: str, ids: Sequence[str], *, uncount: bool = False
+    ) -> int:
+        """Make messages claimable by a live consumer right away; returns how many were ours.
+
+        ``uncount`` takes back the delivery our read counted: a message the
+        drain took from us before (or while) it was handled did not fail, and a
+        pod drained many times must not push it towards the dead letters.
+        """
+        if not ids:
+            return 0
+        with translated():
+            owned = await self._hand_back(
+                keys=[stream], args=[group, consumer, _HAND_BACK_IDLE_MS, int(uncount), *ids]
+            )
+        return len(owned)
 
     async def own_pending_ids(
         self, stream: str, group: str, consumer: str, limit: int = 10_000

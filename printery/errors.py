@@ -12,6 +12,7 @@
      ├── Invalid ................ a deployment request the validator refuses (printery.deployment)
      ├── HandlerError ........... a handler's verdict on one message
      │    ├── RetryLater ........ transient: leave pending, redeliver after backoff
+     │    │    └── Drained ...... the drain interrupted it: hand back, count no delivery
      │    └── Permanent ......... dead-letter now, with the reason
      └── WorkerHung ............. the supervisor saw no progress within the hang timeout
 
@@ -26,6 +27,7 @@ from typing import TypeVar
 __all__ = [
     "ConfigError",
     "ConsumerNameTaken",
+    "Drained",
     "GroupMissing",
     "HandlerError",
     "Permanent",
@@ -84,6 +86,10 @@ class HandlerError(PrinteryError):
 
 class RetryLater(HandlerError):
     """Transient failure: keep the message pending so it is delivered again."""
+
+
+class Drained(RetryLater):
+    """The drain interrupted the handler: handed back without counting a delivery."""
 
 
 class Permanent(HandlerError):

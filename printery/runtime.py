@@ -40,7 +40,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from printery.adapter import Entry, Write
 from printery.envelope import MalformedEvent, now_rfc3339
-from printery.errors import GroupMissing, Permanent, RedisUnavailable, RetryLater
+from printery.errors import Drained, GroupMissing, Permanent, RedisUnavailable, RetryLater
 from printery.keys import Keys
 from printery.lifecycle import (
     ConsumersReaped,
@@ -123,6 +123,7 @@ class StreamConsumer:
         self.running: dict[str, float] = {}  # message id -> last progress of its handler
         self.hang_timeout = worker.hang_timeout
         self._late_hand_back: list[str] = []
+        self._interrupted: list[str] = []
         self._space = anyio.Event()
         self._degraded = False
         self._recover_after: str | None = "0"
@@ -164,6 +165,7 @@ class StreamConsumer:
                 await self._drain()
             # Handlers that asked to retry while draining: hand those back too.
             await self._hand_back_ids(self._late_hand_back)
+            await self._hand_back_ids(self._interrupted, uncount=True)
             drained = True
         finally:
             for stream in (
@@ -177,7 +179,9 @@ class StreamConsumer:
                 # Cancelled at the deadline (or crashed): whatever we hold is handed
                 # back so a live consumer takes it now rather than after CLAIM_IDLE_MS.
                 with anyio.CancelScope(shield=True, deadline=self._cleanup_deadline(2)):
-                    await self._hand_back(exclude=set())
+                    await self._hand_back(
+                        exclude=set(), counted={*self.started, *self._late_hand_back}
+                    )
         with anyio.CancelScope(deadline=self._cleanup_deadline(2)):
             await self._forget_self()
 
@@ -339,6 +343,9 @@ class StreamConsumer:
             writes = await self.worker.handle(message)
         except (Permanent, MalformedEvent) as exc:
             self._dead_letter(entry, str(exc), commits, started)
+        except Drained:
+            self.started.discard(entry.id)
+            self._interrupted.append(entry.id)  # no failure: handed back uncounted
         except RetryLater as exc:
             self._retry(entry, exc.reason, commits, started)
         except Exception as exc:  # noqa: BLE001 - one bad message must never crash the worker
@@ -565,27 +572,33 @@ class StreamConsumer:
 
     async def _drain(self) -> None:
         """Hand back what never started, then let running handlers finish and commit."""
-        await self._hand_back(exclude=self.started)
+        await self._hand_back(exclude=self.started, counted=set())
         self._buffer_send.close()  # handler loops skip what was handed back, then end
         self._commit_send.close()  # the committer ends once every handler loop has
 
-    async def _hand_back(self, exclude: set[str]) -> None:
+    async def _hand_back(self, exclude: set[str], counted: set[str]) -> None:
         """Make our pending messages (but ``exclude``) claimable by a live consumer now.
 
         Asks Redis rather than trusting ``held``: a read cancelled by the drain
-        may have been delivered into our pending list all the same.
+        may have been delivered into our pending list all the same. Only
+        ``counted`` ones (cut short mid-handler: maybe the message's fault,
+        a hang) keep the delivery; the others never ran.
         """
         try:
             pending = await self.adapter.own_pending_ids(self.stream, self.group, self.consumer)
         except RedisUnavailable:
             return  # they stay pending and are claimed after CLAIM_IDLE_MS
-        await self._hand_back_ids([i for i in pending if i not in exclude])
+        back = [i for i in pending if i not in exclude]
+        await self._hand_back_ids([i for i in back if i in counted])
+        await self._hand_back_ids([i for i in back if i not in counted], uncount=True)
 
-    async def _hand_back_ids(self, ids: list[str]) -> None:
+    async def _hand_back_ids(self, ids: list[str], *, uncount: bool = False) -> None:
         if not ids:
             return
         try:
-            count = await self.adapter.hand_back(self.stream, self.group, self.consumer, ids)
+            count = await self.adapter.hand_back(
+                self.stream, self.group, self.consumer, ids, uncount=uncount
+            )
         except RedisUnavailable:
             return  # they stay pending and are claimed after CLAIM_IDLE_MS
         self.ctx.emit(MessagesHandedBack(self.worker.name, self.stream, count))

@@ -41,7 +41,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from printery.adapter import StreamAdapter, Write
-from printery.errors import ConfigError, RetryLater
+from printery.errors import ConfigError, Drained
 from printery.keys import Keys
 from printery.lifecycle import Emit, WorkerState
 from printery.message import Message
@@ -192,7 +192,7 @@ class StreamWorker(abc.ABC):
             self.beat()
             with anyio.move_on_after(min(remaining, self.hang_timeout / 2)):
                 await self.ctx.stopping.wait()
-                raise RetryLater("draining: handed back to a live consumer")
+                raise Drained("draining: handed back to a live consumer")
 
     @abc.abstractmethod
     async def handle(self, message: Message) -> Sequence[Write]:

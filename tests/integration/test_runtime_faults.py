@@ -20,6 +20,7 @@ from printery.lifecycle import (
 )
 from printery.message import Message
 from printery.restarts import RestartPolicy
+from printery.worker import WorkerDeps
 from tests.support.events import Recorder, handled
 from tests.support.harness import make_deps, running
 from tests.support.redis_server import RedisServer
@@ -197,6 +198,7 @@ async def test_drain_hands_back_messages_that_never_started(
         worker.stream, worker.group, "c2", min_idle_ms=60000, start="0-0", count=10
     )
     assert [e.id for e in claimed] == ids[1:]
+    assert [1, 1, 1, 1] == [e.deliveries for e in claimed]  # never started: not counted
 
 
 async def test_redis_restart_degrades_then_recovers_losing_nothing(
@@ -250,7 +252,39 @@ async def test_retry_during_drain_hands_back_and_spares_the_others(
     _, claimed, _ = await real_adapter.autoclaim(
         worker.stream, worker.group, "c2", min_idle_ms=60000, start="0-0", count=10
     )
-    assert [e.id for e in claimed] == [retried]
+    assert [(retried, 2)] == [(e.id, e.deliveries) for e in claimed]  # a retry counts
+
+
+async def test_a_wait_cut_short_by_the_drain_is_handed_back_uncounted(
+    real_adapter: StreamAdapter, prefix: str
+) -> None:
+    """Draining during pause() hands the message back without spending a delivery.
+
+    A health watch interrupted by five rolling restarts must not be
+    dead-lettered for MAX_DELIVERIES it never failed.
+    """
+    waiting = anyio.Event()
+
+    class Waits(EchoWorker):
+        async def handle(self, message: Message) -> Sequence[Write]:
+            waiting.set()
+            await self.pause(3600)
+            return []
+
+    def deps() -> WorkerDeps:
+        return make_deps(real_adapter, prefix, "c1", CLAIM_IDLE_MS="60000")
+
+    entry_id = await real_adapter.add(Waits(deps()).stream, {"n": "1"})
+    for _ in range(3):  # three drains; from the second run on it is c1's own pending entry
+        worker = Waits(deps())
+        waiting = anyio.Event()
+        async with running(worker, recorder=Recorder()):
+            with anyio.fail_after(5):
+                await waiting.wait()
+    _, claimed, _ = await real_adapter.autoclaim(
+        worker.stream, worker.group, "c2", min_idle_ms=60000, start="0-0", count=10
+    )
+    assert [(entry_id, 1)] == [(e.id, e.deliveries) for e in claimed]
 
 
 async def test_output_key_of_the_wrong_type_dead_letters_without_acking_first(

@@ -258,6 +258,22 @@ async def test_hand_back_makes_an_entry_claimable_at_once(
     assert 0 == await adapter.hand_back(stream, GROUP, "c1", [ids[0]])
 
 
+async def test_hand_back_uncounted_gives_back_the_reads_delivery(
+    adapter: StreamAdapter, prefix: str
+) -> None:
+    """A drained message handed back uncounted reaches the next consumer with the same count."""
+    stream, ids = await setup(adapter, prefix, 1)
+    for _ in range(3):  # three drains in a row: the count stays at one delivery
+        await read(adapter, stream, "c1") or await adapter.autoclaim(
+            stream, GROUP, "c1", min_idle_ms=LONG_IDLE_MS, start="0-0", count=10
+        )
+        assert 1 == await adapter.hand_back(stream, GROUP, "c1", ids, uncount=True)
+    _, claimed, _ = await adapter.autoclaim(
+        stream, GROUP, "c2", min_idle_ms=LONG_IDLE_MS, start="0-0", count=10
+    )
+    assert [Entry(ids[0], {b"n": b"0"}, 1)] == claimed
+
+
 async def test_reclaim_counts_a_delivery_and_yields_to_another_owner(
     adapter: StreamAdapter, prefix: str
 ) -> None:
