@@ -1,0 +1,148 @@
+"""SIGTERM while a hundred health watches are in flight, then a restart: every deployment ends.
+
+A real ``printery-workers --worker=health-monitor`` polls a loopback health
+endpoint that answers 503 until the test says the services are up. The drain
+must end within ``SHUTDOWN_TIMEOUT`` without waiting for any watch, hand every
+watch back uncounted, and a fresh daemon must bring each deployment to its
+outcome exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import redis
+
+from printery.envelope import Event
+from tests.e2e.daemon import Daemon
+from tests.e2e.ledger import publish
+from tests.support.redis_server import RedisServer
+
+WATCHES = 100
+SHUTDOWN_TIMEOUT = 5
+
+
+class HealthEndpoint:
+    """``GET /health/<n>``: 503 until ``up`` is set, then 200; remembers who asked."""
+
+    def __init__(self) -> None:
+        self.up = threading.Event()
+        self.asked: set[str] = set()
+        self._lock = threading.Lock()
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                with endpoint._lock:
+                    endpoint.asked.add(self.path.rsplit("/", 1)[-1])
+                self.send_response(200 if endpoint.up.is_set() else 503)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def asked_by(self) -> int:
+        with self._lock:
+            return len(self.asked)
+
+    def __enter__(self) -> HealthEndpoint:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def endpoint() -> Iterator[HealthEndpoint]:
+    with HealthEndpoint() as found:
+        yield found
+
+
+def satisfied(n: int, base: str) -> dict[str, str]:
+    """A ``deployment.dependencies_satisfied`` event whose health check is ``/health/<n>``."""
+    data = {
+        "deployment_id": f"dep-{n}",
+        "service": f"svc-{n}",
+        "version": "1.0.0",
+        "environment": "staging",
+        "dependencies": [],
+        "health_check": {
+            "url": f"{base}/health/{n}",
+            "expect_status": 200,
+            "timeout_s": 2,
+            "interval_s": 0.2,
+            "healthy_threshold": 1,
+            "deadline_s": 120,
+        },
+    }
+    return Event.create("deployment.dependencies_satisfied", f"dep-{n}", data).to_fields()
+
+
+@pytest.mark.timeout(90)
+def test_sigterm_mid_hundred_watches_exits_0_and_a_restart_ends_every_deployment(
+    tmp_path: Path,
+    client: redis.Redis,
+    redis_server: RedisServer,
+    prefix: str,
+    endpoint: HealthEndpoint,
+) -> None:
+    """Exit 0 within SHUTDOWN_TIMEOUT; after a restart each deployment turns healthy once."""
+    stream = f"{prefix}:deployment:dependencies-satisfied"
+    notifications = f"{prefix}:notifications"
+    env = {
+        "REDIS_URL": redis_server.url,
+        "STREAM_PREFIX": prefix,
+        "WORKER_MODE": "health-monitor",
+        "BLOCK_MS": "200",
+        "SHUTDOWN_TIMEOUT": str(SHUTDOWN_TIMEOUT),
+    }
+    published = publish(client, stream, [satisfied(n, endpoint.base) for n in range(WATCHES)])
+
+    with Daemon(tmp_path, env) as first:
+        first.wait_ready()
+        first.wait_until(
+            f"all {WATCHES} watches polling", lambda: endpoint.asked_by() == WATCHES, timeout=30
+        )
+        first.send(signal.SIGTERM)
+        code = first.wait_exit(timeout=SHUTDOWN_TIMEOUT + 1)
+        took = first.seconds_since_signal()
+    assert (0, True) == (code, took < SHUTDOWN_TIMEOUT + 1), first.tail()
+    assert 0 == client.xlen(notifications)  # nothing was decided while unhealthy
+    rows = client.xpending_range(stream, "health-monitor", min="-", max="+", count=1000)
+    # Every watch was handed back, and the drain did not spend a delivery on it.
+    assert (WATCHES, {0}) == (len(rows), {int(r["times_delivered"]) for r in rows})
+
+    endpoint.up.set()
+    with Daemon(tmp_path, env) as second:
+        second.wait_until(
+            f"{WATCHES} outcomes", lambda: client.xlen(notifications) >= WATCHES, timeout=30
+        )
+        second.wait_until(
+            "nothing pending",
+            lambda: client.xpending(stream, "health-monitor")["pending"] == 0,
+        )
+        second.send(signal.SIGTERM)
+        assert 0 == second.wait_exit(timeout=SHUTDOWN_TIMEOUT + 1), second.tail()
+
+    outcomes = Counter(
+        (json.loads(f[b"data"])["deployment_id"], f[b"type"].decode())
+        for _, f in client.xrange(notifications)
+    )
+    expected = {(f"dep-{n}", "deployment.healthy"): 1 for n in range(WATCHES)}
+    assert expected == dict(outcomes)
+    assert 0 == client.xlen(f"{stream}:dead")
+    assert WATCHES == len(published) == client.hlen(f"{prefix}:registry:staging")
