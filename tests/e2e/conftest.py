@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from tests.e2e.health_endpoint import HealthEndpoint
 from tests.e2e.workers import ECHO
 from tests.support.redis_server import RedisServer
 
@@ -27,3 +28,10 @@ def echo_env(redis_server: RedisServer, prefix: str) -> dict[str, str]:
         "WORKER_MODE": ECHO,
         "BLOCK_MS": "200",
     }
+
+
+@pytest.fixture
+def endpoint() -> Iterator[HealthEndpoint]:
+    """A loopback health endpoint, down (503) until the test sets ``endpoint.up``."""
+    with HealthEndpoint() as found:
+        yield found

@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import json
 import signal
-import threading
 from collections import Counter
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -22,54 +19,12 @@ import redis
 
 from printery.envelope import Event
 from tests.e2e.daemon import Daemon
+from tests.e2e.health_endpoint import HealthEndpoint
 from tests.e2e.ledger import publish
 from tests.support.redis_server import RedisServer
 
 WATCHES = 100
 SHUTDOWN_TIMEOUT = 5
-
-
-class HealthEndpoint:
-    """``GET /health/<n>``: 503 until ``up`` is set, then 200; remembers who asked."""
-
-    def __init__(self) -> None:
-        self.up = threading.Event()
-        self.asked: set[str] = set()
-        self._lock = threading.Lock()
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                with endpoint._lock:
-                    endpoint.asked.add(self.path.rsplit("/", 1)[-1])
-                self.send_response(200 if endpoint.up.is_set() else 503)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: object) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def asked_by(self) -> int:
-        with self._lock:
-            return len(self.asked)
-
-    def __enter__(self) -> HealthEndpoint:
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def endpoint() -> Iterator[HealthEndpoint]:
-    with HealthEndpoint() as found:
-        yield found
 
 
 def satisfied(n: int, base: str) -> dict[str, str]:
