@@ -164,7 +164,13 @@ def parse_data(text: str | bytes, max_bytes: int) -> object:
     if _too_deep(text):
         raise Invalid([f"data: nested deeper than {_MAX_DEPTH} levels"])
     try:
-        value = json.loads(text, parse_constant=_refuse_constant)
+        # json.loads(text, parse_constant=...) builds a decoder per call; a BOM it refuses
+        # with a message of its own, so that rare text still goes through json.loads.
+        value = (
+            json.loads(text, parse_constant=_refuse_constant)
+            if text.startswith("\ufeff")
+            else _DECODER.decode(text)
+        )
     except json.JSONDecodeError as exc:
         message = exc.msg[:1].lower() + exc.msg[1:]
         raise Invalid(
@@ -189,6 +195,9 @@ class _NotJson(ValueError):
 
 def _refuse_constant(name: str) -> object:
     raise _NotJson(f"{name} is not a JSON number")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
 
 
 def _too_deep(text: str) -> bool:
@@ -418,6 +427,14 @@ def _seconds(
 def _url_problem(url: str, globs: Sequence[str]) -> str | None:
     if len(url) > _MAX_URL_CHARS:
         return f"at most {_MAX_URL_CHARS} characters (got {len(url)})"
+    return _bounded_url_problem(url, tuple(globs))
+
+
+@lru_cache(maxsize=1024)
+def _bounded_url_problem(url: str, globs: tuple[str, ...]) -> str | None:
+    """Pure in its arguments, and a service's health URL recurs with every deployment."""
+    if len(url) > _MAX_URL_CHARS:
+        return f"at most {_MAX_URL_CHARS} characters (got {len(url)})"
     # urlsplit silently drops tabs and newlines: what it checked would not be what was given.
     if not url.isprintable() or _WHITESPACE.search(url) or not _encodable(url):
         return f"must not contain whitespace or control characters (got {_show(url)})"
@@ -445,6 +462,12 @@ def range_satisfied(range_text: str, version: str) -> bool:
     """npm's answer; False, never an exception, when either side does not parse."""
     if not isinstance(range_text, str) or not isinstance(version, str):
         return False
+    return _satisfied(range_text, version)
+
+
+@lru_cache(maxsize=4096)
+def _satisfied(range_text: str, version: str) -> bool:
+    """Cached: the same few ranges meet the same few deployed versions, check after check."""
     parsed_range = _parse_range(range_text)
     parsed_version = _parse_version(version)
     if parsed_range is None or parsed_version is None:
@@ -470,6 +493,7 @@ def _parse_range(text: str) -> Any | None:
         return None
 
 
+@lru_cache(maxsize=1024)
 def _parse_version(text: str) -> Any | None:
     """SemVer 2.0 exactly: nodesemver alone would also take ``v1.2.3`` and surrounding blanks."""
     if len(text) > _MAX_SEMVER_CHARS:

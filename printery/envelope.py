@@ -7,13 +7,13 @@ value spoils only its own message, never the batch it came in.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["SPECVERSION", "Event", "MalformedEvent", "decode_fields", "now_rfc3339"]
+__all__ = ["SPECVERSION", "Event", "MalformedEvent", "compact_json", "decode_fields", "now_rfc3339"]
 
 SPECVERSION = "1.0"
 _REQUIRED = ("specversion", "id", "source", "type")
@@ -32,8 +32,19 @@ _ATTRIBUTES = frozenset(
 )
 
 
+# json.dumps(..., separators=...) builds a new encoder on every call; one shared encoder
+# writes the same text without that cost (a few µs per event on the hot path).
+compact_json = json.JSONEncoder(separators=(",", ":")).encode
+
+_second: list[Any] = [-1, ""]  # the last whole second formatted, and its text
+
+
 def now_rfc3339() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """UTC now as ``2026-11-22T10:04:05.123Z``; the seconds part is formatted once a second."""
+    seconds, nanos = divmod(time.time_ns(), 1_000_000_000)
+    if seconds != _second[0]:
+        _second[:] = [seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))]
+    return f"{_second[1]}.{nanos // 1_000_000:03d}Z"
 
 
 class MalformedEvent(ValueError):
@@ -47,6 +58,10 @@ class MalformedEvent(ValueError):
 
 def decode_fields(raw: Mapping[bytes, bytes]) -> tuple[dict[str, str], list[str]]:
     """Decode each field on its own; returns the good fields and one reason per bad one."""
+    try:  # every field UTF-8, as nearly always: one pass
+        return {key.decode(): value.decode() for key, value in raw.items()}, []
+    except UnicodeDecodeError:
+        pass
     fields: dict[str, str] = {}
     problems: list[str] = []
     for key, value in raw.items():
@@ -88,7 +103,7 @@ class Event:
         return cls(
             type=type,
             subject=subject,
-            data=json.dumps(data, separators=(",", ":")),
+            data=compact_json(data),
             source=source,
             traceparent=traceparent,
         )

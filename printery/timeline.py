@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from printery.adapter import StreamAdapter, Write
-from printery.envelope import now_rfc3339
+from printery.envelope import compact_json, now_rfc3339
 from printery.keys import Keys
 
 __all__ = [
@@ -76,7 +76,7 @@ def timeline_writes(  # noqa: PLR0917 - the pipeline's agreed signature: a stage
     hash_key, log_key = keys.deployment(deployment_id), keys.deployment_log(deployment_id)
     return [
         Write.hset(hash_key, fields),
-        Write.capped_push(log_key, json.dumps(entry, separators=(",", ":")), LOG_CAP),
+        Write.capped_push(log_key, compact_json(entry), LOG_CAP),
         Write.expire(hash_key, ttl_s),
         Write.expire(log_key, ttl_s),
     ]

@@ -22,6 +22,7 @@ input handled twice yields the same output id and webhooks dedupe it.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import re
 import uuid
 from collections.abc import Mapping, Sequence
@@ -36,7 +37,7 @@ from printery.deployment import (
     parse_data,
     validate_deployment,
 )
-from printery.envelope import SPECVERSION, Event, MalformedEvent
+from printery.envelope import SPECVERSION, Event, MalformedEvent, compact_json, now_rfc3339
 from printery.errors import Permanent
 from printery.keys import Keys
 from printery.message import Message
@@ -64,6 +65,7 @@ _RFC3339 = re.compile(
     r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})"
 )
 _NAMESPACE = uuid.UUID("6f1c3c4e-9a51-4d52-8d0e-2b7c1f7a9d10")
+_NAMESPACE_BYTES = _NAMESPACE.bytes
 _PARTIAL = ("service", "version", "environment", "requested_by")
 
 
@@ -76,11 +78,32 @@ def rules_from(settings: Settings) -> ValidationRules:
     )
 
 
-def successor(event: Event, type: str, data: Mapping[str, Any], *, source: str) -> Event:
-    """The next event about the same deployment; its id is derived from ``event``'s."""
-    following = event.follow(type, data, source=source)
-    derived = uuid.uuid5(_NAMESPACE, f"{event.source}\n{event.id}\n{type}")
-    return dataclasses.replace(following, id=str(derived))
+def successor(
+    event: Event, type: str, data: Mapping[str, Any], *, source: str, at: str | None = None
+) -> Event:
+    """The next event about the same deployment; its id is derived from ``event``'s.
+
+    Like ``event.follow``, but built once with the derived id (no throw-away
+    uuid4, no copy); ``at`` is its time, now unless given.
+    """
+    return Event(
+        type=type,
+        subject=event.subject,
+        data=compact_json(data),
+        source=source,
+        id=derived_id(f"{event.source}\n{event.id}\n{type}"),
+        time=at or now_rfc3339(),
+        traceparent=event.traceparent,
+    )
+
+
+def derived_id(name: str) -> str:
+    """``str(uuid.uuid5(_NAMESPACE, name))``, without building the UUID object on the way."""
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name.encode()).digest()[:16])  # noqa: S324 - RFC 4122 UUIDv5 is SHA-1 by definition
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def deployment_fields(deployment: Deployment) -> dict[str, str]:
@@ -147,7 +170,8 @@ class ValidatorWorker(StreamWorker):
         return self._rejected(message, verdict, verdict.deployment_id)
 
     def _validated(self, event: Event, deployment: Deployment) -> list[Write]:
-        out = successor(event, "deployment.validated", deployment.to_data(), source=_SOURCE)
+        at = now_rfc3339()  # the event's time and the timeline's: one clock reading
+        out = successor(event, "deployment.validated", deployment.to_data(), source=_SOURCE, at=at)
         check = deployment.health_check
         needs = ", ".join(f"{d.service} {d.range}" for d in deployment.dependencies)
         summary = (
@@ -158,7 +182,7 @@ class ValidatorWorker(StreamWorker):
         return [
             Write.xadd(self.keys.validated, out.to_fields()),
             *self._timeline(
-                deployment.deployment_id, "validated", summary, deployment_fields(deployment)
+                deployment.deployment_id, "validated", summary, deployment_fields(deployment), at
             ),
         ]
 
@@ -178,7 +202,12 @@ class ValidatorWorker(StreamWorker):
         ]
 
     def _timeline(
-        self, deployment_id: str, status: str, message: str, fields: Mapping[str, str]
+        self,
+        deployment_id: str,
+        status: str,
+        message: str,
+        fields: Mapping[str, str],
+        at: str | None = None,
     ) -> list[Write]:
         return timeline_writes(
             self.keys,
@@ -188,6 +217,7 @@ class ValidatorWorker(StreamWorker):
             message,
             fields,
             ttl_s=self.settings.timeline_ttl,
+            at=at,
         )
 
 
@@ -207,8 +237,8 @@ def judge(message: Message, rules: ValidationRules, keys: Keys) -> _Verdict:
     verdict.reasons.extend(message.problems)
     verdict.reasons.extend(_attribute_problems(fields))
     data_id: str | None = None
+    value: object = None
     if "data" in fields:
-        value: object = None
         try:
             value = parse_data(fields["data"], rules.max_message_bytes)
             verdict.deployment = validate_deployment(value, rules)
@@ -216,7 +246,6 @@ def judge(message: Message, rules: ValidationRules, keys: Keys) -> _Verdict:
         except Invalid as exc:
             verdict.reasons.extend(exc.reasons)
             data_id = exc.deployment_id
-        verdict.partial = _partial(value)
     elif not any("'data'" in p for p in message.problems):
         verdict.reasons.append("data: is required")
     if data_id is not None and subject is not None and subject != data_id:
@@ -231,12 +260,14 @@ def judge(message: Message, rules: ValidationRules, keys: Keys) -> _Verdict:
         )
     if verdict.reasons:
         verdict.deployment = None
+        verdict.partial = _partial(value)  # only a rejection quotes the request's own words
         return verdict
     try:
         event = Event.from_fields(fields)
     except MalformedEvent as exc:  # pragma: no cover - the attribute checks above are a superset
         verdict.reasons.append(exc.reason)
         verdict.deployment = None
+        verdict.partial = _partial(value)
         return verdict
     verdict.event = _with_valid_trace(event, fields)
     return verdict
