@@ -171,12 +171,17 @@ class NotifierWorker(HttpStreamWorker):
         async def one(url: str) -> None:
             results[url] = await self._deliver_one(url, event.id, body, headers)
 
-        async with anyio.create_task_group() as alive:
-            alive.start_soon(self._beat_for, self._longest_delivery_s())
-            async with anyio.create_task_group() as tg:
-                for url in self.urls:
-                    tg.start_soon(one, url)
-            alive.cancel_scope.cancel()
+        try:
+            async with anyio.create_task_group() as alive:
+                alive.start_soon(self._beat_for, self._longest_delivery_s())
+                async with anyio.create_task_group() as tg:
+                    for url in self.urls:
+                        tg.start_soon(one, url)
+                alive.cancel_scope.cancel()
+        except ExceptionGroup as group:
+            # A marker read or write failed (Redis away): the retry and the dead letter
+            # should say so, not "unhandled errors in a TaskGroup".
+            raise _first_error(group) from None
         return [results[url] for url in self.urls]
 
     def _longest_delivery_s(self) -> float:
@@ -268,6 +273,14 @@ class NotifierWorker(HttpStreamWorker):
             ttl_s=self.settings.timeline_ttl,
             record_status=False,
         )
+
+
+def _first_error(group: BaseExceptionGroup[Exception]) -> BaseException:
+    """The first error inside (nested) exception groups."""
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    return error
 
 
 def _int_or_none(record: str) -> int | None:

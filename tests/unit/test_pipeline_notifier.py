@@ -16,7 +16,7 @@ from aiohttp import web
 
 from printery.adapter import StreamAdapter, Write
 from printery.envelope import Event
-from printery.errors import RetryLater
+from printery.errors import RedisUnavailable, RetryLater
 from printery.message import Message
 from printery.notifier import NotifierWorker, sign
 from tests.support.harness import make_deps
@@ -269,3 +269,19 @@ async def test_beats_stop_at_the_longest_a_delivery_may_take(
         await worker._beat_for(0.3)
     assert 2 <= len(beats) <= 8, beats
     assert beats[-1] - beats[0] < 0.3
+
+
+async def test_a_marker_lost_to_redis_is_retried_under_its_own_name(
+    notifiers: Any, serve: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis away while the marker is read: the handler raises that, not an ExceptionGroup."""
+    receiver = await serve(Receiver(200))
+    worker = notifiers(receiver.url)
+
+    async def unavailable(key: str) -> str | None:
+        raise RedisUnavailable("Connection refused")
+
+    monkeypatch.setattr(worker.deps.adapter, "get", unavailable)
+    with pytest.raises(RedisUnavailable, match="Connection refused"):
+        await worker.handle(message())
+    assert receiver.requests == []
