@@ -302,11 +302,39 @@ class Replayed:
     problem: str = ""
 
 
+# redis-py strips the error code from the replies it has a class for ("OOM
+# command not allowed…" arrives as OutOfMemoryError("command not allowed…")):
+# those are classified by class, and the code is put back for the logs.
+_STRIPPED_CODES: Final[dict[type[Exception], str]] = {
+    rex.OutOfMemoryError: "OOM",
+    rex.ReadOnlyError: "READONLY",
+    rex.TryAgainError: "TRYAGAIN",
+    rex.MasterDownError: "MASTERDOWN",
+    rex.NoPermissionError: "NOPERM",
+}
+_STRIPPED_UNAVAILABLE: Final = (
+    rex.OutOfMemoryError,
+    rex.ReadOnlyError,
+    rex.TryAgainError,
+    rex.MasterDownError,
+)
+
+
+def _with_code(exc: Exception) -> str:
+    code = next((c for kind, c in _STRIPPED_CODES.items() if isinstance(exc, kind)), "")
+    message = str(exc)
+    return message if not code or message.startswith(code) else f"{code} {message}"
+
+
 @contextlib.contextmanager
 def translated() -> Iterator[None]:
     """Translate redis-py's exceptions into printery's; the one boundary that does it."""
     try:
         yield
+    except _STRIPPED_UNAVAILABLE as exc:
+        raise RedisUnavailable(_with_code(exc)) from exc
+    except rex.NoPermissionError as exc:
+        raise RedisPermanent(_with_code(exc)) from exc
     except rex.ResponseError as exc:
         message = str(exc)
         # NOGROUP: the group is gone. UNBLOCKED: the stream was deleted under a

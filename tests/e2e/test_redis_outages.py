@@ -401,13 +401,6 @@ def test_redis_out_of_memory_commits_each_ack_with_its_outputs_and_recovers(
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(
-    strict=True,
-    reason="adapter.translated() matches 'OOM' at the start of the message, but redis-py strips "
-    "the code from an OutOfMemoryError: an OOM reply becomes RedisError, a crash. A refused "
-    "heartbeat ends every daemon (exit 1, traceback) within HEARTBEAT_INTERVAL; a daemon "
-    "cannot start (heartbeat.claim) nor create its group while Redis is full",
-)
 def test_redis_out_of_memory_degrades_a_starting_daemon_and_kills_none(
     tmp_path: Path, small_redis: RedisServer, prefix: str
 ) -> None:
