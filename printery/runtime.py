@@ -72,8 +72,8 @@ def handler_progress() -> bool:
         return False
     consumer, entry_id = current
     if entry_id in consumer.running:
-        consumer.running[entry_id] = time.monotonic()
-    consumer.ctx.beat()
+        consumer.running[entry_id] = consumer.ctx.clock()
+    consumer.progress()
     return True
 
 
@@ -218,7 +218,7 @@ class StreamConsumer:
                 entries = await self._reconnecting(functools.partial(self._read, free))
             if self._read_scope.cancel_called:
                 break
-            self._loop_progress()
+            self.progress()
             for entry in entries:
                 self._accept(entry)
 
@@ -308,21 +308,24 @@ class StreamConsumer:
                 if entry.id not in self.held or self.ctx.stopping.is_set():
                     continue  # draining: nothing new starts; it is handed back instead
                 self.started.add(entry.id)
-                self.running[entry.id] = time.monotonic()
+                self.running[entry.id] = self.ctx.clock()
                 token = _HANDLING.set((self, entry.id))
                 try:
                     await self._process(entry, commits)
                 finally:
                     _HANDLING.reset(token)
                     self.running.pop(entry.id, None)
-                self.ctx.beat()  # a handler finished: progress
+                self.progress()  # a handler finished
 
-    def _loop_progress(self) -> None:
-        """Beat for the read loop, unless a handler is stuck: a loop that only reads is no
-        proof of life while a handler has made no progress for the hang timeout."""
-        oldest = min(self.running.values(), default=None)
-        if oldest is None or time.monotonic() - oldest <= self.hang_timeout:
-            self.ctx.beat()
+    def progress(self) -> None:
+        """Tell the hang detector when this worker last made progress.
+
+        Now, unless a handler is running: then the last progress of the stalest
+        one. A handler that makes none for the hang timeout marks the worker hung
+        however busy the read loop and the other handlers are, and it is found
+        one hang timeout after its last progress, not two.
+        """
+        self.ctx.beat(at=min(self.running.values(), default=None))
 
     async def _process(self, entry: Entry, commits: MemoryObjectSendStream[_Commit]) -> None:
         """Run the handler; its result goes to the committer, and the slot moves on at once."""

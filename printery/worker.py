@@ -87,8 +87,9 @@ class WorkerContext:
     def __post_init__(self) -> None:
         self.last_beat = self.clock()
 
-    def beat(self) -> None:
-        self.last_beat = self.clock()
+    def beat(self, at: float | None = None) -> None:
+        """Record progress, now or at ``at`` (a ``clock`` time: a stuck handler's last)."""
+        self.last_beat = self.clock() if at is None else at
 
     def running(self) -> None:
         self.on_state(WorkerState.RUNNING, "")
