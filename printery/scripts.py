@@ -1,0 +1,189 @@
+"""The Lua scripts behind the adapter's multi-step operations, each atomic on the server.
+
+- ``COMMIT``: per entry, XACK first, and only when it acked (returned 1)
+  write the outputs; a whole batch of entries in one call, as one JSON
+  argument. A commit retried after a timeout finds the message already acked
+  and writes nothing, so an input never yields its outputs twice. Output keys
+  of the wrong type are found before the ack, so a WRONGTYPE never leaves an
+  ack without outputs. Unflagged scripts are refused under OOM only before
+  their first write, so the script cannot stop between the ack and the
+  outputs.
+- ``REFRESH``: reset the idle time of messages still owned by this consumer,
+  so a slow handler's message is not claimed by another while it runs.
+- ``HAND_BACK``: make messages this consumer holds look long idle, so a live
+  consumer claims them at once on drain; optionally giving back the delivery
+  the read counted.
+- ``RECLAIM``: re-deliver an entry this consumer still owns (count + 1).
+- ``HEARTBEAT`` / ``RELEASE``: the daemon's record, which doubles as the lock
+  on its consumer name (written or deleted only by the token that holds it).
+- ``FORGET_CONSUMER`` / ``REAP_CONSUMERS``: delete a consumer only while it
+  has nothing pending (``XGROUP DELCONSUMER`` drops pending entries with it)
+  and, for others, only when no daemon heartbeat claims the name: on Redis 7.0
+  ``idle`` alone does not prove a consumer dead.
+- ``REPLAY_DEAD``: per dead letter, XADD its original fields (plus
+  ``replayed_from``) to the original stream and XDEL it from ``<stream>:dead``
+  in one step, so a dead letter is never both replayed and kept, nor lost.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = [
+    "COMMIT",
+    "FORGET_CONSUMER",
+    "HAND_BACK",
+    "HEARTBEAT",
+    "REAP_CONSUMERS",
+    "RECLAIM",
+    "REFRESH",
+    "RELEASE",
+    "REPLAY_DEAD",
+]
+
+COMMIT: Final = """
+local group, batch = ARGV[1], cjson.decode(ARGV[2])
+local kinds = {XADD = 'stream', HSET = 'hash', RPUSH = 'list'}
+local function value(v)
+  if type(v) == 'table' then return ARGV[v[1]] end  -- bytes that are not UTF-8
+  return v
+end
+local acked = {}
+for i, item in ipairs(batch) do
+  local id, writes = item[1], item[2]
+  -- A write that would fail (WRONGTYPE) must fail before the ack, never after it.
+  for _, w in ipairs(writes) do
+    local want = kinds[w[1]]
+    local have = want and redis.call('TYPE', w[2])['ok']
+    if have and have ~= 'none' and have ~= want then
+      acked[i] = w[2] .. ' holds a ' .. have .. ', not a ' .. want
+      break
+    end
+  end
+  if acked[i] == nil then acked[i] = redis.call('XACK', KEYS[1], group, id) end
+  if acked[i] == 1 then
+    for _, w in ipairs(writes) do
+      local op, key, args = w[1], w[2], {}
+      for j, v in ipairs(w[3]) do args[j] = value(v) end
+      if op == 'XADD' then
+        redis.call('XADD', key, '*', unpack(args))
+      elseif op == 'HSET' then
+        redis.call('HSET', key, unpack(args))
+      elseif op == 'RPUSH' then
+        redis.call('RPUSH', key, args[1])
+        redis.call('LTRIM', key, -tonumber(args[2]), -1)
+      elseif op == 'EXPIRE' then
+        redis.call('EXPIRE', key, args[1])
+      end
+    end
+  end
+end
+return acked
+"""
+
+REFRESH: Final = """
+local out = {}
+for i = 4, #ARGV, 1 do
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+  if p[1] and p[1][2] == ARGV[2] then
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'IDLE', ARGV[3], 'JUSTID')
+    out[#out + 1] = ARGV[i]
+  end
+end
+return out
+"""
+
+HAND_BACK: Final = """
+local out = {}
+for i = 5, #ARGV, 1 do
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+  if p[1] and p[1][2] == ARGV[2] then
+    local count = p[1][4]
+    if ARGV[4] == '1' and count > 0 then count = count - 1 end
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i],
+      'IDLE', ARGV[3], 'RETRYCOUNT', count, 'JUSTID')
+    out[#out + 1] = ARGV[i]
+  end
+end
+return out
+"""
+
+RECLAIM: Final = """
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
+if not p[1] or p[1][2] ~= ARGV[2] then return false end
+return redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3])
+"""
+
+HEARTBEAT: Final = """
+local current = redis.call('GET', KEYS[1])
+if current and not string.find(current, ARGV[1], 1, true) then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+"""
+
+RELEASE: Final = """
+local current = redis.call('GET', KEYS[1])
+if current and string.find(current, ARGV[1], 1, true) then redis.call('DEL', KEYS[1]) end
+return 1
+"""
+
+FORGET_CONSUMER: Final = """
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
+if #p > 0 then return -1 end
+return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+"""
+
+REAP_CONSUMERS: Final = """
+local gone = {}
+local consumers = redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])
+for _, c in ipairs(consumers) do
+  local info = {}
+  for i = 1, #c, 2 do info[c[i]] = c[i + 1] end
+  local inactive = info['inactive'] or info['idle']
+  if info['pending'] == 0 and info['idle'] > tonumber(ARGV[2])
+      and inactive > tonumber(ARGV[2])
+      and redis.call('EXISTS', ARGV[3] .. info['name']) == 0 then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], info['name'])
+    gone[#gone + 1] = info['name']
+  end
+end
+return gone
+"""
+
+REPLAY_DEAD: Final = """
+local meta = {replayed_from = true}
+for _, name in ipairs(cjson.decode(ARGV[1])) do meta[name] = true end
+local have = redis.call('TYPE', KEYS[2])['ok']
+if have ~= 'none' and have ~= 'stream' then
+  return redis.error_reply('WRONGTYPE ' .. KEYS[2] .. ' holds a ' .. have .. ', not a stream')
+end
+local out = {}
+for i = 2, #ARGV do
+  local id = ARGV[i]
+  local found = redis.call('XRANGE', KEYS[1], id, id)
+  if #found == 0 then
+    out[#out + 1] = {id, 0, 'not in ' .. KEYS[1]}
+  else
+    local flat, args, from = found[1][2], {}, nil
+    for j = 1, #flat, 2 do
+      if flat[j] == 'original_stream' then from = flat[j + 1] end
+      if not meta[flat[j]] then
+        args[#args + 1] = flat[j]
+        args[#args + 1] = flat[j + 1]
+      end
+    end
+    if from and from ~= KEYS[2] then
+      out[#out + 1] = {id, 0, 'dead-lettered from ' .. from .. ', not ' .. KEYS[2]}
+    elseif #args == 0 then
+      out[#out + 1] = {id, 0, 'no original fields (trimmed before it was dead-lettered)'}
+    else
+      args[#args + 1] = 'replayed_from'
+      args[#args + 1] = id
+      local new = redis.call('XADD', KEYS[2], '*', unpack(args))
+      redis.call('XDEL', KEYS[1], id)
+      out[#out + 1] = {id, 1, new}
+    end
+  end
+end
+return out
+"""
