@@ -76,7 +76,8 @@ def test_drain_deadline_cancels_slow_handlers_and_a_successor_handles_them_once(
     env = {**echo_env, "WORKER_MODE": f"{HERE}:PromptEcho", "ECHO_CONCURRENCY": "4"}
     with Daemon(tmp_path / "first", {**env, "SHUTDOWN_TIMEOUT": "2"}) as first:
         first.wait_ready()
-        published = publish(client, stream, [{"sleep": "30"}] * 6)  # 4 run, 2 wait
+        slow = {"sleep": "30", "sleeper": first.env["CONSUMER_NAME"]}
+        published = publish(client, stream, [slow] * 6)  # 4 run, 2 wait
         first.wait_until("all six read", lambda: _pending(client, stream) == 6)
         first.send(signal.SIGTERM)
         code = first.wait_exit(timeout=2 + 1)

@@ -18,14 +18,17 @@ HERE = "tests.e2e.workers"
 
 
 class PromptEcho(EchoWorker):
-    """``echo``, but ``sleep`` holds only the first delivery: a redelivery is handled at once.
+    """``echo``, but ``sleep`` holds only once: a message handed on is handled at once.
 
-    A message abandoned at the drain deadline is then quick for the daemon
-    that takes it over.
+    With a ``sleeper`` field, ``sleep`` holds only in the daemon of that
+    consumer name (a drain hands messages back without counting a delivery);
+    without one, only the first delivery sleeps. A message abandoned at the
+    drain deadline, or after a hang, is then quick for whoever takes it over.
     """
 
     async def handle(self, message: Message) -> Sequence[Write]:
-        if message.deliveries > 1:
+        sleeper = message.fields.get("sleeper")
+        if (message.deliveries > 1) if sleeper is None else (sleeper != self.deps.consumer):
             message.fields.pop("sleep", None)
         return await super().handle(message)
 
