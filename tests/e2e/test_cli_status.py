@@ -18,7 +18,7 @@ import redis
 
 from printery import __version__
 from printery.cli import run
-from tests.support.daemon_process import ROOT, DaemonProcess
+from tests.e2e.daemon import ROOT, Daemon
 from tests.support.redis_server import RedisServer, free_port
 
 ECHO = "tests.support.workers:EchoWorker"
@@ -43,11 +43,11 @@ class Cluster:
     client: redis.Redis
     prefix: str
     capsys: pytest.CaptureFixture[str]
-    daemons: list[DaemonProcess] = field(default_factory=list)
+    daemons: list[Daemon] = field(default_factory=list)
 
-    def start(self, consumer: str, **env: str) -> DaemonProcess:
+    def start(self, consumer: str, **env: str) -> Daemon:
         """A daemon running the echo worker, heartbeating every 0.5 s; waits for its heartbeat."""
-        daemon = DaemonProcess(
+        daemon = Daemon(
             self.tmp_path,
             {
                 "REDIS_URL": self.server.url,
@@ -96,10 +96,10 @@ def cluster(
         found = Cluster(tmp_path, redis_server, client, prefix, capsys)
         yield found
     for daemon in found.daemons:
-        daemon.stop()
+        daemon.kill()
 
 
-def stop(daemon: DaemonProcess) -> None:
+def stop(daemon: Daemon) -> None:
     """SIGTERM by pid: the daemon drains, releases its heartbeat and exits 0."""
     daemon.send(signal.SIGTERM)
     assert 0 == daemon.wait_exit(timeout=15)
