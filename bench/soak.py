@@ -24,7 +24,7 @@ the reasons grouped; still pending; duplicates at the webhook; unaccounted,
 which must be 0; and the faults injected. It is not run in CI.
 
     python bench/soak.py [--minutes 10] [--rate 20] [--seed N] [--replicas 2]
-                         [--settle 180] [--fault-gap 3,12] [--keep]
+                         [--settle 180] [--fault-gap 3,12] [--faults a,b,...] [--keep]
 
 Exit ``0`` every deployment accounted, ``1`` something unaccounted, ``2`` the
 soak itself could not run. An XADD whose reply was lost (Redis down or stalled)
@@ -502,13 +502,14 @@ async def injector(
     until: float,
     gaps: tuple[float, float],
     rng: random.Random,
+    faults: tuple[str, ...],
     **kwargs: Any,
 ) -> None:
     while True:
         await anyio.sleep(rng.uniform(*gaps))
         if time.monotonic() >= until:
             return
-        fault = rng.choice(FAULTS)
+        fault = rng.choice(faults)
         say(run.began, f"fault: {fault}")
         run.fault_log.append((time.monotonic(), fault))
         await inject(run, fault, rng=rng, **kwargs)
@@ -799,6 +800,12 @@ async def soak(args: argparse.Namespace) -> int:
     await loop.start()
     run = Run(time.monotonic())
     gaps = tuple(float(x) for x in args.fault_gap.split(","))
+    faults = tuple(f.strip() for f in args.faults.split(",") if f.strip())
+    unknown = set(faults) - set(FAULTS)
+    if unknown or not faults:
+        raise SystemExit(
+            f"soak: --faults: unknown {sorted(unknown)}; choose from {', '.join(FAULTS)}"
+        )
     print(
         f"soak: {args.replicas} daemons (all four workers each), {args.rate:g} deployments/s "
         f"for {args.minutes:g} min, seed {args.seed}, a fault every {gaps[0]:g}-{gaps[1]:g} s; "
@@ -847,6 +854,7 @@ async def soak(args: argparse.Namespace) -> int:
                         until,
                         (gaps[0], gaps[1]),
                         fault_rng,
+                        faults,
                         server=server,
                         loop=loop,
                         replace=replace,
@@ -914,6 +922,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--fault-gap", default="3,12", help="seconds between faults, min,max (3,12)"
+    )
+    parser.add_argument(
+        "--faults", default=",".join(FAULTS), help="the faults to choose from (all of them)"
     )
     parser.add_argument("--supervised", action="store_true", help="run the daemons --supervised")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
