@@ -1,31 +1,45 @@
 """Pipeline latency: deployments published at a fixed rate, publish to webhook receipt.
 
-printery: the four workers as four ``printery-workers`` processes (one per
-worker, as in Kubernetes), a health endpoint on loopback that answers at once
-(``healthy_threshold`` 1) and a webhook receiver on loopback, both in this
-process. Baseline, in the same run at the same rate: a plain redis-py relay
-of the same four hops (XREADGROUP, XADD to the next stream, XACK) whose last
-hop POSTs to the same receiver. Reports p50/p99/max from publish to receipt.
-Target: p99 under 20 ms at 1,000 deployments/s.
+Every party runs in a process of its own, so none steals another's event loop:
 
-    python bench/pipeline_latency.py [--rate 1000] [--seconds 10]
+- the **receiver** (health endpoint that answers at once, ``healthy_threshold``
+  1, and webhook receiver), on loopback;
+- the **baseline**: a plain redis-py relay of the same four hops, doing the
+  same I/O as the pipeline (XREADGROUP, XADD to the next stream, XACK per
+  batch; the third hop GETs the health URL, the last one POSTs the outcome),
+  each hop one asyncio task in one process;
+- **printery**, twice: the four workers in one ``printery-workers`` process
+  (``WORKER_MODE=all``), and one process per worker (as in Kubernetes);
+- the publisher, in this process: ``rate`` XADDs a second in 10 ms ticks.
+
+Each run starts only once every process answers (``/ready`` for printery),
+so start-up never counts as latency. Reports p50/p99/max from publish to
+receipt and, from the entries' ids (Redis's clock, in ms), where the time
+went hop by hop. Target: p99 under 20 ms at 1,000 deployments/s.
+
+    python bench/pipeline_latency.py [--rate 1000] [--seconds 10] [--mode all|one|four]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import anyio
 import redis.asyncio as aioredis
-from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -35,6 +49,8 @@ from printery.keys import Keys
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKERS = ("validator", "dependency-checker", "health-monitor", "notifier")
+PROFILE = os.environ.get("BENCH_PROFILE", "")
+HOPS = ("validator", "dependency-checker", "health-monitor", "notifier: POST", "notifier: ack")
 
 
 def free_port() -> int:
@@ -43,21 +59,97 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class Receiver:
-    """Health endpoint and webhook receiver; records when each deployment's outcome arrived."""
+def wait_http(url: str, limit_s: float = 60, proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Poll another process until ``url`` answers 200 (nothing in-process to await)."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise SystemExit(f"bench: a process exited ({proc.returncode}) before {url} answered")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.05)
+    raise SystemExit(f"bench: {url} did not answer 200 within {limit_s:g} s")
 
-    def __init__(self) -> None:
-        self.received: dict[str, float] = {}
-        self.app = web.Application()
-        self.app.add_routes([web.get("/healthz", self.health), web.post("/hook", self.hook)])
 
-    async def health(self, _: web.Request) -> web.Response:
+# -- the receiver (its own process) ---------------------------------------------------------
+
+
+def serve_receiver(port: int, out: str) -> None:
+    """Health endpoint and webhook receiver; on SIGTERM writes {subject: receipt time} to out."""
+    from aiohttp import web
+
+    received: dict[str, float] = {}
+
+    async def health(_: web.Request) -> web.Response:
         return web.Response(text="ok")
 
-    async def hook(self, request: web.Request) -> web.Response:
+    async def hook(request: web.Request) -> web.Response:
         body = await request.json()
-        self.received.setdefault(str(body["subject"]), time.perf_counter())
+        received.setdefault(str(body["subject"]), time.time())
         return web.Response(status=204)
+
+    async def main() -> None:
+        app = web.Application()
+        app.add_routes([web.get("/healthz", health), web.post("/hook", hook)])
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        await stop.wait()
+        Path(out).write_text(json.dumps(received))
+        await runner.cleanup()
+
+    asyncio.run(main())
+
+
+# -- the baseline relay (its own process) ---------------------------------------------------
+
+
+def serve_relay(url: str, streams: Sequence[str], health_url: str, hook: str) -> None:
+    """Four plain hops; the third GETs the health URL, the last POSTs to the receiver."""
+    import aiohttp
+
+    async def main() -> None:
+        client = aioredis.Redis.from_url(url)
+        for stream in streams:
+            await client.xgroup_create(stream, "g", id="0", mkstream=True)
+        async with aiohttp.ClientSession() as http:
+
+            async def get(_: dict[bytes, bytes]) -> None:
+                async with http.get(health_url) as response:
+                    await response.read()
+
+            async def post(fields: dict[bytes, bytes]) -> None:
+                async with http.post(hook, json={"subject": fields[b"subject"].decode()}) as r:
+                    await r.read()
+
+            async def hop(source: str, target: str, call: Any) -> None:
+                while True:
+                    reply = await client.xreadgroup("g", "c", {source: ">"}, count=100, block=1000)
+                    for _, entries in reply or []:
+                        if call is not None:
+                            await asyncio.gather(*(call(fields) for _, fields in entries))
+                        async with client.pipeline(transaction=False) as pipe:
+                            for _, fields in entries:
+                                pipe.xadd(target, fields)
+                            pipe.xack(source, "g", *[entry_id for entry_id, _ in entries])
+                            await pipe.execute()
+
+            calls = [None, None, get, post]
+            targets = [*streams[1:], f"{streams[-1]}:done"]
+            await asyncio.gather(
+                *(hop(s, t, c) for s, t, c in zip(streams, targets, calls, strict=True))
+            )
+
+    asyncio.run(main())
+
+
+# -- the publisher (this process) -----------------------------------------------------------
 
 
 def started(deployment_id: str, health_url: str) -> dict[str, str]:
@@ -87,119 +179,212 @@ async def publish(
     began = time.perf_counter()
     n = 0
     while n < rate * seconds:
+        batch = [f"{prefix}-{n + i}" for i in range(per_tick)]
+        events = [started(deployment_id, health_url) for deployment_id in batch]
         async with client.pipeline(transaction=False) as pipe:
-            for _ in range(per_tick):
-                deployment_id = f"{prefix}-{n}"
-                pipe.xadd(stream, started(deployment_id, health_url))  # type: ignore[arg-type]
-                n += 1
-            now = time.perf_counter()
+            for fields in events:
+                pipe.xadd(stream, fields)  # type: ignore[arg-type]
+            now = time.time()
             await pipe.execute()
-        for i in range(n - per_tick, n):
-            sent[f"{prefix}-{i}"] = now
+        sent.update(dict.fromkeys(batch, now))
+        n += per_tick
         await anyio.sleep(max(0.0, began + n / rate - time.perf_counter()))
     await client.aclose()
     return sent
 
 
-async def relay(url: str, streams: list[str], hook: str) -> None:
-    """The baseline: four plain hops, the last one POSTs to the receiver."""
-    client = aioredis.Redis.from_url(url)
-    for stream in streams:
-        await client.xgroup_create(stream, "g", id="0", mkstream=True)
-
-    async def hop(source: str, target: str | None, http: aiohttp.ClientSession) -> None:
-        while True:
-            reply = await client.xreadgroup("g", "c", {source: ">"}, count=100, block=1000)
-            for _, entries in reply or []:
-                for entry_id, fields in entries:
-                    if target is not None:
-                        await client.xadd(target, fields)
-                    else:
-                        body = {"subject": fields[b"subject"].decode()}
-                        async with http.post(hook, json=body) as response:
-                            await response.read()
-                    await client.xack(source, "g", entry_id)
-
-    async with aiohttp.ClientSession() as http, anyio.create_task_group() as tg:
-        for source, target in zip(streams, [*streams[1:], None], strict=True):
-            tg.start_soon(hop, source, target, http)
+# -- measuring ------------------------------------------------------------------------------
 
 
-def percentiles(sent: dict[str, float], received: dict[str, float]) -> str:
-    latencies = sorted((received[k] - t) * 1000 for k, t in sent.items() if k in received)
-    if not latencies:
+def quantiles(values: list[float]) -> str:
+    if not values:
         return "nothing received"
+    values = sorted(values)
 
     def at(q: float) -> float:
-        return latencies[min(len(latencies) - 1, int(q * len(latencies)))]
+        return values[min(len(values) - 1, int(q * len(values)))]
 
-    return (
-        f"p50 {at(0.50):7.1f} ms  p99 {at(0.99):7.1f} ms  max {latencies[-1]:7.1f} ms  "
-        f"({len(latencies)} of {len(sent)} received)"
-    )
+    return f"p50 {at(0.50):7.1f} ms  p99 {at(0.99):7.1f} ms  max {values[-1]:7.1f} ms"
 
 
-async def wait_received(receiver: Receiver, sent: dict[str, float], limit_s: float) -> None:
+async def entry_times(url: str, stream: str) -> dict[str, float]:
+    """subject -> the entry's time in ms (from its id), for every entry of ``stream``."""
+    client = aioredis.Redis.from_url(url)
+    times: dict[str, float] = {}
+    last = "-"
+    while True:
+        chunk = await client.xrange(stream, min=last, max="+", count=5000)
+        for entry_id, fields in chunk if last == "-" else chunk[1:]:
+            subject = fields.get(b"subject")
+            if subject is not None:
+                times.setdefault(subject.decode(), float(entry_id.split(b"-")[0]))
+        if len(chunk) < 5000:
+            break
+        last = chunk[-1][0].decode()
+    await client.aclose()
+    return times
+
+
+async def report(
+    label: str,
+    url: str,
+    streams: Sequence[str],
+    sent: dict[str, float],
+    received: dict[str, float],
+) -> str:
+    """End-to-end quantiles, then where the time went, hop by hop (entry ids, ms)."""
+    total = quantiles([(received[k] - t) * 1000 for k, t in sent.items() if k in received])
+    lines = [f"  {label:<24}{total}  ({sum(k in received for k in sent)} of {len(sent)})"]
+    stages = [await entry_times(url, s) for s in streams]  # started, 3 hops, notified, acked
+    points = [*stages[:4], {k: v * 1000 for k, v in received.items()}, stages[4]]
+    for hop, before, after in zip(HOPS, points, points[1:], strict=False):
+        gaps = [after[k] - before[k] for k in sent if k in before and k in after]
+        lines.append(f"      {hop:<20}{quantiles(gaps)}")
+    return "\n".join(lines)
+
+
+def cpu_seconds(proc: subprocess.Popen[bytes]) -> float:
+    """User + system CPU a live child has used so far (Linux /proc), 0 elsewhere."""
+    try:
+        fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def launch(args: Sequence[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, *args], env=env)
+
+
+def stop(procs: Sequence[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def wait_received(path: str, receiver: subprocess.Popen[bytes]) -> dict[str, float]:
+    receiver.terminate()
+    await anyio.to_thread.run_sync(receiver.wait)
+    return {k: float(v) for k, v in json.loads(Path(path).read_text()).items()}
+
+
+async def wait_done(url: str, stream: str, count: int, limit_s: float) -> None:
+    """Until ``stream`` holds ``count`` entries, or the limit: another process's progress."""
+    client = aioredis.Redis.from_url(url)
     deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline and not all(k in receiver.received for k in sent):
-        await anyio.sleep(0.1)  # an outside pipeline's progress: nothing in-process to await
+    while time.monotonic() < deadline and await client.xlen(stream) < count:
+        await anyio.sleep(0.1)
+    await client.aclose()
 
 
-async def main(rate: int, seconds: float) -> None:
-    print(f"pipeline latency, {rate} deployments/s for {seconds:g} s, {machine()}")
-    receiver = Receiver()
-    runner = web.AppRunner(receiver.app, access_log=None)
-    await runner.setup()
+async def run(
+    url: str, label: str, rate: int, seconds: float, workers: Sequence[str] | None
+) -> str:
+    """One measured run: baseline relay when ``workers`` is None, else printery processes."""
     port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
     health_url, hook = f"http://127.0.0.1:{port}/healthz", f"http://127.0.0.1:{port}/hook"
-    with redis_server() as url:
-        base_streams = [f"base:{n}" for n in range(4)]
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(relay, url, base_streams, hook)
-            await anyio.sleep(0.5)
+    prefix = f"r{port}"
+    with tempfile.TemporaryDirectory() as tmp:
+        out = str(Path(tmp) / "received.json")
+        receiver = launch([__file__, "--serve-receiver", str(port), out])
+        await anyio.to_thread.run_sync(wait_http, health_url, 30, receiver)
+        procs: list[subprocess.Popen[bytes]] = []
+        profilers: list[subprocess.Popen[bytes]] = []
+        if workers is None:
+            streams = [f"{prefix}:{n}" for n in range(4)]
+            procs.append(
+                launch([__file__, "--serve-relay", url, ",".join(streams), health_url, hook])
+            )
+            await anyio.sleep(1)  # the relay creates its groups at once; give it a moment
+            first, chain = streams[0], [*streams, f"{streams[-1]}:done"]
+        else:
+            keys = Keys(prefix)
+            for i, worker in enumerate(workers):
+                http_port = free_port()
+                env = {
+                    **os.environ,
+                    "REDIS_URL": url,
+                    "STREAM_PREFIX": prefix,
+                    "HTTP_HOST": "127.0.0.1",
+                    "HTTP_PORT": str(http_port),
+                    "LOG_LEVEL": "error",
+                    "PYTHONPATH": str(ROOT),
+                    "HEALTH_CHECK_ALLOWED_HOSTS": "127.0.0.1",
+                    "NOTIFY_WEBHOOK_URLS": hook,
+                    "WORKER_MODE": worker,
+                    "CONSUMER_NAME": f"bench-{i}",
+                }
+                procs.append(launch([str(ROOT / "cmd" / "printery-workers")], env))
+                await anyio.to_thread.run_sync(
+                    wait_http, f"http://127.0.0.1:{http_port}/ready", 60, procs[-1]
+                )
+                if worker in PROFILE.split(","):
+                    # BENCH_PROFILE=<worker>: sample that process with py-spy (pip install py-spy)
+                    name = "all" if "," in worker else worker
+                    profilers.append(
+                        subprocess.Popen(
+                            [
+                                *("py-spy", "record", "-r", "200", "-f", "raw", "--nonblocking"),
+                                *("-d", str(int(seconds) + 2), "-p", str(procs[-1].pid)),
+                                *("-o", f"/tmp/printery-{name}.pyspy"),
+                            ],
+                            stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL,
+                        )
+                    )
+            first = keys.started
+            chain = [
+                keys.started,
+                keys.validated,
+                keys.dependencies_satisfied,
+                keys.notifications,
+                keys.delivered,
+            ]
+        try:
+            before = [cpu_seconds(p) for p in [receiver, *procs]]
             sent = await publish(
-                url, base_streams[0], "base", rate=rate, seconds=seconds, health_url=health_url
+                url, first, prefix, rate=rate, seconds=seconds, health_url=health_url
             )
-            await wait_received(receiver, sent, 30)
-            tg.cancel_scope.cancel()
-        baseline = percentiles(sent, receiver.received)
-
-        env = {
-            **os.environ,
-            "REDIS_URL": url,
-            "STREAM_PREFIX": "lat",
-            "HTTP_PORT": "0",
-            "LOG_LEVEL": "error",
-            "PYTHONPATH": str(ROOT),
-            "HEALTH_CHECK_ALLOWED_HOSTS": "127.0.0.1",
-            "NOTIFY_WEBHOOK_URLS": hook,
-        }
-        daemons = [
-            subprocess.Popen(
-                [sys.executable, str(ROOT / "cmd" / "printery-workers")],
-                env={**env, "WORKER_MODE": worker, "CONSUMER_NAME": worker},
-            )
-            for worker in WORKERS
-        ]
-        await anyio.sleep(2)  # let the four processes start and create their groups
-        sent = await publish(
-            url, Keys("lat").started, "lat", rate=rate, seconds=seconds, health_url=health_url
+            await wait_done(url, chain[-1], len(sent), 60)
+            used = [cpu_seconds(p) - b for p, b in zip([receiver, *procs], before, strict=True)]
+        finally:
+            for profiler in profilers:
+                profiler.wait()
+            stop(procs)
+        received = await wait_received(out, receiver)
+        names = ["receiver", *(["relay"] if workers is None else workers)]
+        names = [name if "," not in name else "all four" for name in names]
+        cpu = ", ".join(
+            f"{name} {spent / len(sent) * 1e6:.0f}" for name, spent in zip(names, used, strict=True)
         )
-        await wait_received(receiver, sent, 60)
-        for daemon in daemons:
-            daemon.terminate()
-        for daemon in daemons:
-            daemon.wait(timeout=40)
-        result = percentiles(sent, receiver.received)
-    await runner.cleanup()
-    print(f"  baseline plain 4-hop relay: {baseline}")
-    print(f"  printery, 4 processes:      {result}")
+        lines = await report(label, url, chain, sent, received)
+        return f"{lines}\n      CPU µs per deployment: {cpu}"
+
+
+async def main(rate: int, seconds: float, mode: str) -> None:
+    print(f"pipeline latency, {rate} deployments/s for {seconds:g} s, {machine()}")
+    with redis_server() as url:
+        print(await run(url, "baseline 4-hop relay:", rate, seconds, None))
+        if mode in ("all", "one"):
+            print(await run(url, "printery, 1 process:", rate, seconds, [",".join(WORKERS)]))
+        if mode in ("all", "four"):
+            print(await run(url, "printery, 4 processes:", rate, seconds, WORKERS))
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rate", type=int, default=1000)
-    parser.add_argument("--seconds", type=float, default=10)
-    args: Any = parser.parse_args()
-    anyio.run(main, args.rate, args.seconds)
+    if sys.argv[1:2] == ["--serve-receiver"]:
+        serve_receiver(int(sys.argv[2]), sys.argv[3])
+    elif sys.argv[1:2] == ["--serve-relay"]:
+        serve_relay(sys.argv[2], sys.argv[3].split(","), sys.argv[4], sys.argv[5])
+    else:
+        parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+        parser.add_argument("--rate", type=int, default=1000)
+        parser.add_argument("--seconds", type=float, default=10)
+        parser.add_argument("--mode", choices=("all", "one", "four"), default="all")
+        args: Any = parser.parse_args()
+        anyio.run(main, args.rate, args.seconds, args.mode)

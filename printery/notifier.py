@@ -26,6 +26,7 @@ marker): the idempotency key is there for that.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -36,6 +37,8 @@ from typing import Any
 import aiohttp
 import anyio
 import stamina
+from aiohttp.helpers import basicauth_from_netrc, get_env_proxy_for_url, netrc_from_env
+from yarl import URL
 
 from printery import __version__
 from printery.adapter import Write
@@ -107,14 +110,18 @@ class NotifierWorker(HttpStreamWorker):
         self.urls = self.settings.webhook_urls
         self.secret = self.settings.notify_webhook_secret
         self.log = get_logger(worker=self.name)
+        self._routes: dict[str, dict[str, Any]] = {}
 
     @property
     def stream(self) -> str:
         return self.keys.notifications
 
     def new_session(self) -> aiohttp.ClientSession:
-        # Webhooks usually live outside the cluster: honour HTTPS_PROXY / NO_PROXY.
-        return aiohttp.ClientSession(trust_env=True)
+        # Webhooks usually live outside the cluster: honour HTTPS_PROXY / NO_PROXY (and
+        # ~/.netrc), as trust_env=True would, but read them once per url and session:
+        # trust_env reads them on every request, in two thread hops and a file read.
+        self._routes = {url: _route(url) for url in self.urls}
+        return aiohttp.ClientSession(trust_env=False)
 
     async def handle(self, message: Message) -> Sequence[Write]:
         event = message.event()
@@ -237,13 +244,15 @@ class NotifierWorker(HttpStreamWorker):
 
     async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
         timeout = self.settings.notify_webhook_timeout
+        session = self.http()
         try:
-            async with self.http().post(
+            async with session.post(
                 url,
                 data=body,
                 headers=headers,
                 timeout=aiohttp.ClientTimeout(total=timeout),
                 allow_redirects=False,
+                **self._routes.get(url, {}),
             ) as response:
                 status = response.status
         except TimeoutError as exc:
@@ -281,6 +290,18 @@ def _first_error(group: BaseExceptionGroup[Exception]) -> BaseException:
     while isinstance(error, BaseExceptionGroup) and error.exceptions:
         error = error.exceptions[0]
     return error
+
+
+def _route(url: str) -> dict[str, Any]:
+    """What ``trust_env=True`` would add to a request to ``url``: proxy and netrc credentials."""
+    target = URL(url)
+    route: dict[str, Any] = {}
+    with contextlib.suppress(LookupError):
+        route["proxy"], route["proxy_auth"] = get_env_proxy_for_url(target)
+    if target.host is not None and target.user is None:
+        with contextlib.suppress(LookupError):
+            route["auth"] = basicauth_from_netrc(netrc_from_env(), target.host)
+    return route
 
 
 def _int_or_none(record: str) -> int | None:
