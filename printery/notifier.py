@@ -20,6 +20,8 @@ Each POST carries the CloudEvent in structured mode (``application/cloudevents+j
 
 The marker is written right after a 2xx, before the commit; a process that
 dies in between leaves a marker and no ack, and the redelivery skips that url.
+A marker that cannot be written (Redis away) does not undo the delivery: the
+commit waits for Redis, so only a redelivery could POST again.
 A receiver may still see an event twice (a crash between its 2xx and our
 marker): the idempotency key is there for that.
 """
@@ -43,7 +45,7 @@ from yarl import URL
 from printery import __version__
 from printery.adapter import Write
 from printery.envelope import Event, now_rfc3339
-from printery.errors import Permanent, RetryLater
+from printery.errors import Permanent, RedisUnavailable, RetryLater
 from printery.http_worker import HttpStreamWorker
 from printery.logs import get_logger
 from printery.message import Message
@@ -238,7 +240,18 @@ class NotifierWorker(HttpStreamWorker):
             return Delivery(url, False, exc.status, attempts, exc.error, transient=True)
         if 200 <= status < 300:
             record = json.dumps({"status": status, "attempts": attempts, "at": now_rfc3339()})
-            await self.deps.adapter.set_once(marker, record, settings.notify_marker_ttl)
+            try:
+                await self.deps.adapter.set_once(marker, record, settings.notify_marker_ttl)
+            except RedisUnavailable as exc:
+                # Delivered all the same. The commit that follows waits for Redis, and
+                # only a redelivery, which the marker is for, would POST again; failing
+                # here would make one, spend a delivery, and tell the receiver twice.
+                self.log.warning(
+                    "printery.delivery_marker_not_written",
+                    url=redact_url(url),
+                    event_id=event_id,
+                    error=str(exc),
+                )
             return Delivery(url, True, status, attempts)
         return Delivery(url, False, status, attempts, f"HTTP {status}: refused, not retried")
 

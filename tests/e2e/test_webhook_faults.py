@@ -295,7 +295,9 @@ def test_receiver_down_retries_with_backoff_then_dead_letters_and_replay_deliver
         # Each message: MAX_DELIVERIES - 1 retries, spaced by POST and redelivery backoff.
         retried = daemon.events("printery.message_retried")
         dead_lettered = daemon.events("printery.message_dead_lettered")
-        for entry_id in {r["message_id"] for r in dead_lettered}:
+        entry_ids = {r["message_id"] for r in dead_lettered}
+        assert 3 == len(entry_ids), daemon.tail()
+        for entry_id in entry_ids:
             times = [_logged_at(r) for r in retried if r["message_id"] == entry_id]
             times += [_logged_at(r) for r in dead_lettered if r["message_id"] == entry_id]
             assert MAX_DELIVERIES == len(times)

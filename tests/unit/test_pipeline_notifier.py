@@ -285,3 +285,24 @@ async def test_a_marker_lost_to_redis_is_retried_under_its_own_name(
     with pytest.raises(RedisUnavailable, match="Connection refused"):
         await worker.handle(message())
     assert receiver.requests == []
+
+
+async def test_a_marker_not_written_does_not_undo_the_delivery(
+    notifiers: Any, serve: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis away after the 2xx: still delivered, audited once, and not POSTed again."""
+    receiver = await serve(Receiver(200))
+    worker = notifiers(receiver.url)
+
+    async def unavailable(key: str, value: str, ttl_s: int) -> bool:
+        raise RedisUnavailable("Timeout reading from redis")
+
+    monkeypatch.setattr(worker.deps.adapter, "set_once", unavailable)
+    with structlog.testing.capture_logs() as logs:
+        writes = await worker.handle(message())
+    [record] = audit(writes, worker)
+    assert (record.type, record.data_object()["attempts"]) == ("notification.delivered", 1)
+    assert len(receiver.requests) == 1
+    assert ["printery.delivery_marker_not_written"] == [
+        e["event"] for e in logs if e["event"].startswith("printery.delivery_marker")
+    ]
