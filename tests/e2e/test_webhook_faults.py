@@ -293,11 +293,14 @@ def test_receiver_down_retries_with_backoff_then_dead_letters_and_replay_deliver
             assert receiver.url in letter["error"], letter["error"]
             assert "notifier" == letter["group"]
         # Each message: MAX_DELIVERIES - 1 retries, spaced by POST and redelivery backoff.
+        # Logged just after the commit that wrote the dead letter: wait for the log too.
+        daemon.wait_until(
+            "three dead letters logged",
+            lambda: 3 == len(daemon.events("printery.message_dead_lettered")),
+        )
         retried = daemon.events("printery.message_retried")
         dead_lettered = daemon.events("printery.message_dead_lettered")
-        entry_ids = {r["message_id"] for r in dead_lettered}
-        assert 3 == len(entry_ids), daemon.tail()
-        for entry_id in entry_ids:
+        for entry_id in {r["message_id"] for r in dead_lettered}:
             times = [_logged_at(r) for r in retried if r["message_id"] == entry_id]
             times += [_logged_at(r) for r in dead_lettered if r["message_id"] == entry_id]
             assert MAX_DELIVERIES == len(times)
