@@ -14,7 +14,9 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["deployment_fields", "machine", "redis_server"]
+__all__ = ["SERVER_PIDS", "deployment_fields", "machine", "redis_server"]
+
+SERVER_PIDS: dict[str, int] = {}  # URL -> pid of the redis-server behind it, while it runs
 
 
 def _free_port() -> int:
@@ -56,7 +58,9 @@ def redis_server() -> Iterator[str]:
                         break
                 except OSError:
                     time.sleep(0.02)
-            yield f"redis://127.0.0.1:{port}/0"
+            url = f"redis://127.0.0.1:{port}/0"
+            SERVER_PIDS[url] = proc.pid
+            yield url
         finally:
             proc.terminate()
             proc.wait(timeout=10)

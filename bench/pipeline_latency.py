@@ -243,10 +243,11 @@ async def report(
     return "\n".join(lines)
 
 
-def cpu_seconds(proc: subprocess.Popen[bytes]) -> float:
-    """User + system CPU a live child has used so far (Linux /proc), 0 elsewhere."""
+def cpu_seconds(proc: subprocess.Popen[bytes] | int) -> float:
+    """User + system CPU a live process has used so far (Linux /proc), 0 elsewhere."""
+    pid = proc if isinstance(proc, int) else proc.pid
     try:
-        fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -7,13 +7,16 @@ trip of ``XADD``s and ``XACK`` per batch; printery runs a pass-through
 ``StreamWorker`` under a ``WorkerManager``. The ratio is what counts: both
 run in the same process tree on the same redis-server, one after the other.
 
-    python bench/runtime_throughput.py [--messages 50000]
+    python bench/runtime_throughput.py [--messages 30000] [--rounds 3]
+
+Ratios are the median over rounds; each round runs every side once.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from collections.abc import Sequence
@@ -146,27 +149,39 @@ async def printery_run(url: str, prefix: str, count: int, concurrency: int, atom
     return count / elapsed
 
 
-async def main(count: int) -> None:
-    print(f"runtime throughput, {count} messages, {machine()}")
+async def main(count: int, rounds: int) -> None:
+    print(f"runtime throughput, {count} messages, {rounds} rounds, {machine()}")
+    # Each round runs the baseline and every printery variant one after the other, and
+    # ratios are taken within a round: a busy neighbour slows both sides of a ratio alike.
+    base_rates: list[float] = []
+    rates: dict[tuple[int, bool], list[float]] = {}
     with redis_server() as url:
-        await fill(url, "base:in", count)
-        base = await baseline(url, "base:in", count)
-        print(f"  baseline redis-py loop (COUNT 100, 1 round trip/batch): {base:9,.0f} msg/s")
-        for concurrency in (1, 4, 16):
-            rates = {}
-            for atomic in (True, False):
-                prefix = f"p{concurrency}{'a' if atomic else 'n'}"
-                await fill(url, f"{prefix}:in", count)
-                rates[atomic] = await printery_run(url, prefix, count, concurrency, atomic)
-            cost = rates[False] / rates[True] - 1
-            print(
-                f"  printery concurrency {concurrency:2}: atomic {rates[True]:9,.0f} msg/s "
-                f"({rates[True] / base:.2f} x baseline), plain {rates[False]:9,.0f} msg/s "
-                f"({rates[False] / base:.2f} x); atomic commit costs {cost:+.1%}"
-            )
+        for r in range(rounds):
+            await fill(url, f"base{r}:in", count)
+            base = await baseline(url, f"base{r}:in", count)
+            base_rates.append(base)
+            for concurrency in (1, 4, 16):
+                for atomic in (True, False):
+                    prefix = f"p{r}c{concurrency}{'a' if atomic else 'n'}"
+                    await fill(url, f"{prefix}:in", count)
+                    rate = await printery_run(url, prefix, count, concurrency, atomic)
+                    rates.setdefault((concurrency, atomic), []).append(rate / base)
+    base = statistics.median(base_rates)
+    print(f"  baseline redis-py loop (COUNT 100, 1 round trip/batch): {base:9,.0f} msg/s (median)")
+    for concurrency in (1, 4, 16):
+        atomic = statistics.median(rates[concurrency, True])
+        plain = statistics.median(rates[concurrency, False])
+        spread = ", ".join(f"{x:.2f}" for x in rates[concurrency, True])
+        cost = plain / atomic - 1
+        print(
+            f"  printery concurrency {concurrency:2}: atomic {atomic:.2f} x baseline "
+            f"(rounds: {spread}), plain {plain:.2f} x; atomic commit costs {cost:+.1%}"
+        )
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=50_000)
-    anyio.run(main, parser.parse_args().messages)
+    parser.add_argument("--messages", type=int, default=30_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    anyio.run(main, args.messages, args.rounds)
