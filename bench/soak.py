@@ -24,7 +24,11 @@ the reasons grouped; still pending; duplicates at the webhook; unaccounted,
 which must be 0; and the faults injected. It is not run in CI.
 
     python bench/soak.py [--minutes 10] [--rate 20] [--seed N] [--replicas 2]
-                         [--settle 180] [--fault-gap 3,12] [--faults a,b,...] [--keep]
+                         [--settle 180] [--fault-gap 3,12] [--faults a,b,...]
+                         [--supervised] [--keep]
+
+The same ``--seed`` replays the same deployments and the same sequence of
+faults (their timing still varies with the machine); the seed is printed.
 
 Exit ``0`` every deployment accounted, ``1`` something unaccounted, ``2`` the
 soak itself could not run. An XADD whose reply was lost (Redis down or stalled)
@@ -795,17 +799,9 @@ async def soak(args: argparse.Namespace) -> int:
     log_dir = work / "logs"
     log_dir.mkdir()
     server = RedisProcess(work / "redis")
-    server.start()
     loop = Loopback()
-    await loop.start()
     run = Run(time.monotonic())
-    gaps = tuple(float(x) for x in args.fault_gap.split(","))
-    faults = tuple(f.strip() for f in args.faults.split(",") if f.strip())
-    unknown = set(faults) - set(FAULTS)
-    if unknown or not faults:
-        raise SystemExit(
-            f"soak: --faults: unknown {sorted(unknown)}; choose from {', '.join(FAULTS)}"
-        )
+    gaps, faults = args.fault_gap, args.faults
     print(
         f"soak: {args.replicas} daemons (all four workers each), {args.rate:g} deployments/s "
         f"for {args.minutes:g} min, seed {args.seed}, a fault every {gaps[0]:g}-{gaps[1]:g} s; "
@@ -835,6 +831,8 @@ async def soak(args: argparse.Namespace) -> int:
 
     final_exits: Counter[int] = Counter()
     try:
+        server.start()
+        await loop.start()
         for slot in range(args.replicas):
             new_daemon(slot)
         await wait_for_groups(server.url, run.began)
@@ -902,7 +900,8 @@ async def soak(args: argparse.Namespace) -> int:
             if daemon.exit_code is None and daemon.process is not None:
                 daemon.process.kill()
         await loop.close()
-        server.stop()
+        if server.process is not None:
+            server.stop()
         if args.keep:
             print(f"work directory kept: {work}")
         else:
@@ -929,9 +928,25 @@ def main() -> None:
     parser.add_argument("--supervised", action="store_true", help="run the daemons --supervised")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args()
+    try:
+        low, high = (float(x) for x in args.fault_gap.split(","))
+    except ValueError:
+        parser.error("--fault-gap: two numbers of seconds, min,max (like 3,12)")
+    args.fault_gap = (low, high)
+    args.faults = tuple(f.strip() for f in args.faults.split(",") if f.strip())
+    unknown = set(args.faults) - set(FAULTS)
+    if unknown or not args.faults:
+        parser.error(f"--faults: unknown {sorted(unknown)}; choose from {', '.join(FAULTS)}")
     if args.seed is None:
         args.seed = random.SystemRandom().randrange(1_000_000)
-    sys.exit(anyio.run(soak, args))
+    try:
+        code = anyio.run(soak, args)
+    except (SystemExit, RuntimeError) as exc:
+        if isinstance(exc, SystemExit) and not isinstance(exc.code, str):
+            raise
+        print(exc if isinstance(exc, SystemExit) else f"soak: {exc}", file=sys.stderr)
+        code = 2
+    sys.exit(code)
 
 
 if __name__ == "__main__":
