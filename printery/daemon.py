@@ -44,9 +44,6 @@ from printery.worker import StreamWorker, Worker, WorkerDeps, load_factory
 
 __all__ = ["build_manager", "build_parser", "main", "run"]
 
-# What closing up may take after the drain (releasing the heartbeat record).
-_CLOSING_S = 0.5
-
 _FLAGS: dict[str, tuple[str, Any, str]] = {
     # flag: (settings field, type, help)
     "--redis-url": ("redis_url", str, "redis://, rediss:// or unix:// URL [REDIS_URL]"),
@@ -246,9 +243,9 @@ async def _serve(settings: Settings) -> int:
         with contextlib.suppress(RedisUnavailable):
             await heartbeat.claim()
         code = await _supervise(settings, manager, heartbeat, log, endpoints.port)
-        # Bounded: with Redis stalled the record would wait a socket timeout, and it
-        # expires with its TTL anyway.
-        with anyio.move_on_after(_CLOSING_S):
+        # Within what is left of SHUTDOWN_TIMEOUT (at least a moment): with Redis
+        # stalled the release would wait a socket timeout, and the record expires anyway.
+        with anyio.CancelScope(deadline=max(manager.stop_deadline, anyio.current_time() + 0.1)):
             await heartbeat.release()
         await adapter.close()
         return code

@@ -122,6 +122,9 @@ class WorkerManager:
         self.levels: list[list[Worker]] = []
         self.last_tick = clock()
         self.stopping = False
+        # When the whole stop must be over (anyio time), set by stop_all: what the
+        # daemon does after the drain (releasing its heartbeat) gives up at it.
+        self.stop_deadline = math.inf
         self.exit_code = 0
         self.fatal = anyio.Event()  # standalone crash, or every worker failed: drain and exit 1
         self._stopped = anyio.Event()
@@ -195,6 +198,7 @@ class WorkerManager:
         # shielded cleanup (a commit, a hand-back) must end by ``cleanup``; the
         # daemon's own closing (heartbeat, connections) gets the rest.
         start = anyio.current_time()
+        self.stop_deadline = start + self.shutdown_timeout
         reserve = min(2.0, self.shutdown_timeout * 0.2)
         soft = start + self.shutdown_timeout - reserve
         cleanup = start + self.shutdown_timeout - reserve / 2
