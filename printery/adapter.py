@@ -57,8 +57,9 @@ DEAD_LETTER_FIELDS: Final = (
 class Write:
     """One output of a handler, written in the same atomic step as the ack.
 
-    ``op`` is ``XADD`` (fields), ``HSET`` (fields), ``RPUSH`` (value, cap: a
-    capped log) or ``EXPIRE`` (seconds).
+    ``op`` is ``XADD`` (fields), ``HSET`` (fields), ``HSET_LATEST`` (field,
+    value, order key, order), ``RPUSH`` (value, cap: a capped log) or
+    ``EXPIRE`` (seconds).
     """
 
     op: str
@@ -72,6 +73,14 @@ class Write:
     @classmethod
     def hset(cls, key: str, fields: Mapping[str, str]) -> Write:
         return cls("HSET", key, tuple(x for kv in fields.items() for x in kv))
+
+    @classmethod
+    def hset_latest(cls, key: str, field: str, value: str, *, order_key: str, order: str) -> Write:
+        """HSET ``field`` unless ``order_key`` holds a later ``order`` for it (compared as text).
+
+        For state where the latest request must win, not the last to finish.
+        """
+        return cls("HSET_LATEST", key, (field, value, order_key, order))
 
     @classmethod
     def capped_push(cls, key: str, value: str, cap: int) -> Write:

@@ -8,6 +8,7 @@
                                             deadline_s passed ─────────────────────────► unhealthy
     healthy:   HSET registry:<environment> service=version  ┐ one atomic commit,
                deployment.healthy → notifications           ┘ with the ack
+               (unless a later request of that service already turned healthy)
     unhealthy: deployment.unhealthy → notifications, with the last status or error
 
 Concurrency. A watch lasts up to ``deadline_s`` (300 s by default) and spends
@@ -25,9 +26,14 @@ running loop and closed when :meth:`serve` returns. Redirects are not
 followed: a health URL was checked against ``HEALTH_CHECK_ALLOWED_HOSTS``, the
 target of a redirect was not.
 
-On a drain, a watch in progress carries on like any running handler; if it
-outlasts ``SHUTDOWN_TIMEOUT`` it is cancelled, the runtime hands the message
-back, and the consumer that claims it watches again from the start.
+On a drain, a watch waiting between polls is handed back at once, without
+spending a delivery, and the consumer that claims it watches again from the
+start; a poll in flight is cancelled if it outlasts ``SHUTDOWN_TIMEOUT``.
+
+The registry holds what was requested last, not what turned healthy last:
+two versions of one service watched at once (a rollout, then a rollback)
+leave the later request's version, ordered by when each was validated (its
+timeline's ``validation_at``; the event's own time if that is gone).
 """
 
 from __future__ import annotations
@@ -120,9 +126,12 @@ class HealthMonitorWorker(HttpStreamWorker):
             )
             out = successor(event, "deployment.healthy", {**data, "reasons": []}, source=_SOURCE)
             return [
-                Write.hset(
+                Write.hset_latest(
                     self.keys.registry(deployment.environment),
-                    {deployment.service: deployment.version},
+                    deployment.service,
+                    deployment.version,
+                    order_key=self.keys.registry_requested(deployment.environment),
+                    order=await self._requested_at(deployment.deployment_id, event.time),
                 ),
                 Write.xadd(self.keys.notifications, out.to_fields()),
                 *self._timeline(deployment, "healthy", summary),
@@ -171,6 +180,12 @@ class HealthMonitorWorker(HttpStreamWorker):
                 return None, f"timed out after {check.timeout_s:g} s"
             except aiohttp.ClientError as exc:
                 return None, f"{type(exc).__name__}: {exc}"[:_ERROR_CHARS]
+
+    async def _requested_at(self, deployment_id: str, fallback: str) -> str:
+        """When the deployment was validated: the order of its service's requests."""
+        timeline = self.keys.deployment(deployment_id)
+        found = await self.deps.adapter.hash_get(timeline, ["validation_at"])
+        return found["validation_at"] or fallback
 
     def _timeline(self, deployment: Deployment, status: str, message: str) -> list[Write]:
         return timeline_writes(

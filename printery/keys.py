@@ -42,6 +42,10 @@ class Keys:
     def registry(self, environment: str) -> str:
         return f"{self.prefix}:registry:{environment}"
 
+    def registry_requested(self, environment: str) -> str:
+        """When the version in the registry was requested, per service: the latest wins."""
+        return f"{self.registry(environment)}:requested_at"
+
     def deployment(self, deployment_id: str) -> str:
         return f"{self.prefix}:deployment:{deployment_id}"
 

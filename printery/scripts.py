@@ -43,7 +43,7 @@ __all__ = [
 
 COMMIT: Final = """
 local group, batch = ARGV[1], cjson.decode(ARGV[2])
-local kinds = {XADD = 'stream', HSET = 'hash', RPUSH = 'list'}
+local kinds = {XADD = 'stream', HSET = 'hash', HSET_LATEST = 'hash', RPUSH = 'list'}
 local function value(v)
   if type(v) == 'table' then return ARGV[v[1]] end  -- bytes that are not UTF-8
   return v
@@ -69,6 +69,13 @@ for i, item in ipairs(batch) do
         redis.call('XADD', key, '*', unpack(args))
       elseif op == 'HSET' then
         redis.call('HSET', key, unpack(args))
+      elseif op == 'HSET_LATEST' then
+        -- field, value, order key, order: a write ordered before the last one is dropped
+        local seen = redis.call('HGET', args[3], args[1])
+        if not seen or seen <= args[4] then
+          redis.call('HSET', key, args[1], args[2])
+          redis.call('HSET', args[3], args[1], args[4])
+        end
       elseif op == 'RPUSH' then
         redis.call('RPUSH', key, args[1])
         redis.call('LTRIM', key, -tonumber(args[2]), -1)

@@ -151,6 +151,28 @@ async def test_commit_acks_and_writes_every_kind_of_output(
     assert {} == await owners(adapter, stream)
 
 
+async def test_hset_latest_keeps_the_latest_order_not_the_last_write(
+    adapter: StreamAdapter, prefix: str
+) -> None:
+    """HSET_LATEST writes unless a later order is recorded; an equal order (a retry) writes."""
+    stream, ids = await setup(adapter, prefix, 4)
+    await read(adapter, stream, "c1")
+    registry, order = f"{prefix}:registry", f"{prefix}:registry:requested_at"
+
+    def latest(version: str, at: str) -> list[Write]:
+        return [Write.hset_latest(registry, "api", version, order_key=order, order=at)]
+
+    batch = [
+        (ids[0], latest("1.0.0", "2026-12-01T10:00:00Z")),
+        (ids[1], latest("1.2.0", "2026-12-01T10:05:00Z")),
+        (ids[2], latest("1.1.0", "2026-12-01T10:01:00Z")),  # finished last, requested earlier
+        (ids[3], latest("1.2.0", "2026-12-01T10:05:00Z")),
+    ]
+    assert [True] * 4 == await adapter.commit(stream, GROUP, batch)
+    assert {"api": "1.2.0"} == await adapter.hash_all(registry)
+    assert {"api": "2026-12-01T10:05:00Z"} == await adapter.hash_all(order)
+
+
 async def test_second_commit_of_an_id_writes_nothing(adapter: StreamAdapter, prefix: str) -> None:
     """A commit retried after a timeout finds the entry acked: False, and exactly one output."""
     stream, ids = await setup(adapter, prefix, 1)

@@ -77,11 +77,13 @@ async def worker(fake_adapter: StreamAdapter, prefix: str) -> AsyncIterator[Heal
     await monitor.aclose()
 
 
-def satisfied(check: dict[str, Any] | None, deployment_id: str = "dep-42") -> Message:
+def satisfied(
+    check: dict[str, Any] | None, deployment_id: str = "dep-42", version: str = "1.4.2"
+) -> Message:
     data: dict[str, Any] = {
         "deployment_id": deployment_id,
         "service": "billing-api",
-        "version": "1.4.2",
+        "version": version,
         "environment": "production",
         "dependencies": [],
     }
@@ -113,9 +115,13 @@ def outcome(writes: Sequence[Write], worker: HealthMonitorWorker) -> Event:
 async def test_no_health_check_is_healthy_at_once(worker: HealthMonitorWorker) -> None:
     """Without a health check the version is recorded and announced healthy, in one commit."""
     writes = await worker.handle(satisfied(None))
-    registry = [w for w in writes if w.op == "HSET" and w.key == worker.keys.registry("production")]
-    assert [w.args for w in registry] == [("billing-api", "1.4.2")]
+    registry = [w for w in writes if w.key == worker.keys.registry("production")]
     event = outcome(writes, worker)
+    order_key = worker.keys.registry_requested("production")
+    # No timeline (nothing validated it here): ordered by the event's own time.
+    assert [("HSET_LATEST", ("billing-api", "1.4.2", order_key, event.time))] == [
+        (w.op, w.args) for w in registry
+    ]
     assert (event.type, event.subject, event.traceparent) == ("deployment.healthy", "dep-42", TRACE)
     assert event.data_object()["polls"] == 0
 
@@ -167,7 +173,7 @@ async def test_polling_decides(  # noqa: PLR0917 - pytest passes fixtures and pa
     if polls is not None:
         assert data["polls"] == polls
     wrote_registry = any(
-        w.op == "HSET" and w.key == worker.keys.registry("production") for w in writes
+        w.op == "HSET_LATEST" and w.key == worker.keys.registry("production") for w in writes
     )
     assert wrote_registry is healthy
     if not healthy:
@@ -240,3 +246,22 @@ async def test_timeline_records_the_result(worker: HealthMonitorWorker, serve: A
     [log] = [w for w in writes if w.op == "RPUSH"]
     entry = json.loads(log.args[0])
     assert (entry["stage"], entry["status"]) == ("health", "healthy")
+
+
+async def test_the_registry_keeps_the_later_request_not_the_later_finish(
+    worker: HealthMonitorWorker, fake_adapter: StreamAdapter
+) -> None:
+    """1.4.3 was validated after 1.4.2 but turns healthy first: 1.4.2 finishing later loses."""
+    for deployment_id, validated_at in (("dep-old", "10:00"), ("dep-new", "10:05")):
+        timeline = worker.keys.deployment(deployment_id)
+        await fake_adapter.client.hset(timeline, "validation_at", f"2026-12-01T{validated_at}Z")
+    stream = worker.stream
+    await fake_adapter.ensure_group(stream, worker.group)
+    for message in (satisfied(None, "dep-new", "1.4.3"), satisfied(None, "dep-old")):
+        entry_id = await fake_adapter.add(stream, {"n": "1"})
+        await fake_adapter.read(stream, worker.group, "c1", count=1, block_ms=None)
+        assert [True] == await fake_adapter.commit(
+            stream, worker.group, [(entry_id, await worker.handle(message))]
+        )
+    registry = await fake_adapter.hash_all(worker.keys.registry("production"))
+    assert {"billing-api": "1.4.3"} == registry
