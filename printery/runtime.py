@@ -204,8 +204,14 @@ class StreamConsumer:
         announced = False
         while not self.ctx.stopping.is_set():
             free = self.limit - len(self.held)
-            # Read full batches: wait for room for one, unless nothing is held at all.
-            if free < min(self.batch_size, self.limit) and self.held:
+            # Read full batches: wait for room for one, unless nothing is held at all, or
+            # every held message has started (the handlers would idle while a commit
+            # frees room): then read what fits.
+            if (
+                free < min(self.batch_size, self.limit)
+                and self.held
+                and (free <= 0 or len(self.started) < len(self.held))
+            ):
                 self._space = anyio.Event()
                 await self._space.wait()
                 continue
@@ -308,6 +314,8 @@ class StreamConsumer:
                 if entry.id not in self.held or self.ctx.stopping.is_set():
                     continue  # draining: nothing new starts; it is handed back instead
                 self.started.add(entry.id)
+                if len(self.started) >= len(self.held):
+                    self._space.set()  # the last one buffered: the read loop may read now
                 self.running[entry.id] = self.ctx.clock()
                 token = _HANDLING.set((self, entry.id))
                 try:
