@@ -36,15 +36,18 @@ _ATTRIBUTES = frozenset(
 # writes the same text without that cost (a few µs per event on the hot path).
 compact_json = json.JSONEncoder(separators=(",", ":")).encode
 
-_second: list[Any] = [-1, ""]  # the last whole second formatted, and its text
+# The last whole second formatted, and its text: one tuple, read and replaced whole.
+_last_second: list[tuple[int, str]] = [(-1, "")]
 
 
 def now_rfc3339() -> str:
     """UTC now as ``2026-11-22T10:04:05.123Z``; the seconds part is formatted once a second."""
     seconds, nanos = divmod(time.time_ns(), 1_000_000_000)
-    if seconds != _second[0]:
-        _second[:] = [seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))]
-    return f"{_second[1]}.{nanos // 1_000_000:03d}Z"
+    cached = _last_second[0]
+    if cached[0] != seconds:
+        cached = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)))
+        _last_second[0] = cached
+    return f"{cached[1]}.{nanos // 1_000_000:03d}Z"
 
 
 class MalformedEvent(ValueError):
