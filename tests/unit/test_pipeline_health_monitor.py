@@ -114,12 +114,14 @@ def outcome(writes: Sequence[Write], worker: HealthMonitorWorker) -> Event:
 
 async def test_no_health_check_is_healthy_at_once(worker: HealthMonitorWorker) -> None:
     """Without a health check the version is recorded and announced healthy, in one commit."""
-    writes = await worker.handle(satisfied(None))
+    given = satisfied(None)
+    writes = await worker.handle(given)
     registry = [w for w in writes if w.key == worker.keys.registry("production")]
     event = outcome(writes, worker)
     order_key = worker.keys.registry_requested("production")
-    # No timeline (nothing validated it here): ordered by the event's own time.
-    assert [("HSET_LATEST", ("billing-api", "1.4.2", order_key, event.time))] == [
+    # No timeline (nothing validated it here): ordered by the given event's own time.
+    given_time = given.fields["time"]
+    assert [("HSET_LATEST", ("billing-api", "1.4.2", order_key, given_time))] == [
         (w.op, w.args) for w in registry
     ]
     assert (event.type, event.subject, event.traceparent) == ("deployment.healthy", "dep-42", TRACE)
