@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 __all__ = ["DEAD_SUFFIX", "Keys"]
 
@@ -71,7 +72,16 @@ class Keys:
         (``started``, ``validated``, ``dependencies-satisfied`` and their
         ``:dead`` letters), and ``<id>:log`` with another id's log.
         """
-        streams = (self.started, self.validated, self.dependencies_satisfied)
-        reserved = {s.removeprefix(self.deployment("")) for s in streams}
         first = deployment_id.split(":", 1)[0]
-        return first in reserved or deployment_id.endswith(":log")
+        return first in _STREAM_NAMES or deployment_id.endswith(":log")
+
+
+def _stream_names() -> frozenset[str]:
+    """The stream names under ``<prefix>:deployment:``; the same under every prefix."""
+    keys = Keys()
+    streams = (keys.started, keys.validated, keys.dependencies_satisfied)
+    return frozenset(s.removeprefix(keys.deployment("")) for s in streams)
+
+
+# Computed once: the validator asks for every message, twice.
+_STREAM_NAMES: Final = _stream_names()
