@@ -21,6 +21,7 @@ from typing import Any, NoReturn
 
 import anyio
 import stamina.instrumentation
+from anyio.abc import TaskStatus
 
 from printery import __version__
 from printery.adapter import GroupStats, StreamAdapter, connect
@@ -110,7 +111,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
+    # A SIGTERM during start-up (imports done, Redis not yet answering) must drain
+    # like any other, not kill the process: remember it until the loop listens.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _remember_early_signal)
     sys.exit(run(argv))
+
+
+# Signals that arrived before the daemon listened for them (set by main() only).
+_early_signals: list[int] = []
+
+
+def _remember_early_signal(signum: int, _frame: object) -> None:
+    if _early_signals:
+        os._exit(128 + signum)  # a second one: out now, as once running
+    _early_signals.append(signum)
 
 
 def run(argv: Sequence[str] | None = None) -> int:
@@ -269,7 +284,10 @@ async def _supervise(
             shutdown.set()
 
     async with anyio.create_task_group() as tg:
-        tg.start_soon(_watch_signals, shutdown, log)
+        await tg.start(_watch_signals, shutdown, log)
+        for signum in _early_signals:  # read once the watcher listens: none slips between
+            log.info("printery.signal_received", signal=signal.Signals(signum).name, early=True)
+            shutdown.set()
         await tg.start(manager.run)
         tg.start_soon(keep_heartbeat)
         tg.start_soon(manager.start_all)
@@ -308,8 +326,11 @@ async def _supervise(
     return manager.exit_code
 
 
-async def _watch_signals(shutdown: anyio.Event, log: Any) -> None:
+async def _watch_signals(
+    shutdown: anyio.Event, log: Any, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+) -> None:
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        task_status.started()
         async for signum in signals:
             if shutdown.is_set():
                 # Second signal: the operator wants out now. Messages in flight stay pending.

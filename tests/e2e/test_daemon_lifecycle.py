@@ -99,6 +99,35 @@ def test_drain_deadline_cancels_slow_handlers_and_a_successor_handles_them_once(
     assert (set(published), frozenset(), {}) == (handled.acked, handled.pending, handled.duplicates)
 
 
+@pytest.mark.timeout(30)
+def test_sigterm_while_still_starting_drains_and_exits_0(
+    tmp_path: Path, own_redis: RedisServer, prefix: str
+) -> None:
+    """SIGTERM before the daemon listens (Redis frozen at start): a clean exit 0, not a kill."""
+    env = {
+        "REDIS_URL": own_redis.url,
+        "STREAM_PREFIX": prefix,
+        "WORKER_MODE": "tests.support.workers:EchoWorker",
+        "BLOCK_MS": "200",
+        "REDIS_SOCKET_TIMEOUT": "1.5",
+        "REDIS_CONNECT_TIMEOUT": "1",
+    }
+    own_redis.pause()
+    try:
+        with Daemon(tmp_path, env) as daemon:
+            # The endpoints are up while the heartbeat claim still waits on the frozen Redis.
+            daemon.wait_until("the endpoints answer", lambda: daemon.get("/health")[0] != 0)
+            assert "printery.daemon_started" not in daemon.event_names()
+            daemon.send(signal.SIGTERM)
+            code = daemon.wait_exit(timeout=10)
+    finally:
+        own_redis.resume()
+    assert 0 == code, daemon.tail()
+    [received] = daemon.events("printery.signal_received")
+    assert (received["signal"], received["early"]) == ("SIGTERM", True)
+    assert [0] == [e["exit_code"] for e in daemon.events("printery.daemon_stopped")]
+
+
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize(
     ("sig", "expected"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"]
