@@ -40,7 +40,14 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from printery.adapter import Entry, Write
 from printery.envelope import MalformedEvent, now_rfc3339
-from printery.errors import Drained, GroupMissing, Permanent, RedisUnavailable, RetryLater
+from printery.errors import (
+    Drained,
+    GroupMissing,
+    Permanent,
+    RedisUnavailable,
+    RetryLater,
+    find,
+)
 from printery.keys import Keys
 from printery.lifecycle import (
     ConsumersReaped,
@@ -360,6 +367,11 @@ class StreamConsumer:
         except RetryLater as exc:
             self._retry(entry, exc.reason, commits, started)
         except Exception as exc:  # noqa: BLE001 - one bad message must never crash the worker
+            outage = find(exc, RedisUnavailable)
+            if outage is not None:
+                # Redis is away, not the message at fault: it keeps its delivery count.
+                self._retry(entry, f"Redis unavailable: {outage}", commits, started, counted=False)
+                return
             reason = f"handler raised {type(exc).__name__}: {exc}"
             self.ctx.emit(
                 HandlerRaised(
@@ -394,9 +406,21 @@ class StreamConsumer:
         return _Commit(entry, dead, Outcome.DEAD_LETTERED, started, reason)
 
     def _retry(
-        self, entry: Entry, reason: str, commits: MemoryObjectSendStream[_Commit], started: float
+        self,
+        entry: Entry,
+        reason: str,
+        commits: MemoryObjectSendStream[_Commit],
+        started: float,
+        *,
+        counted: bool = True,
     ) -> None:
-        if entry.deliveries >= self.max_deliveries:
+        """Leave the message pending and handle it again after a backoff.
+
+        ``counted=False`` (Redis was away) spends no delivery: the message is
+        handled again in the same delivery once Redis answers, never dead-lettered
+        for an outage.
+        """
+        if counted and entry.deliveries >= self.max_deliveries:
             reason = f"{reason} (after {entry.deliveries} deliveries)"
             self._dead_letter(entry, reason, commits, started)
             return
@@ -417,14 +441,20 @@ class StreamConsumer:
             )
         )
         first, cap = self.retry_backoff_s
-        delay = min(cap, first * 2.0 ** (entry.deliveries - 1))
-        self._side.start_soon(self._redeliver, entry, delay)
+        delay = min(cap, first * 2.0 ** (entry.deliveries - 1)) if counted else first
+        self._side.start_soon(self._redeliver, entry, delay, counted)
 
-    async def _redeliver(self, entry: Entry, delay: float) -> None:
+    async def _redeliver(self, entry: Entry, delay: float, counted: bool) -> None:
         await anyio.sleep(delay)
-        again = await self._reconnecting(
-            lambda: self.adapter.reclaim(self.stream, self.group, self.consumer, entry)
-        )
+        if counted:
+            again = await self._reconnecting(
+                lambda: self.adapter.reclaim(self.stream, self.group, self.consumer, entry)
+            )
+        else:  # still ours? then again as it is; the wait for Redis is _reconnecting's
+            owned = await self._reconnecting(
+                lambda: self.adapter.refresh(self.stream, self.group, self.consumer, [entry.id])
+            )
+            again = entry if entry.id in owned else None
         if again is None:
             self._release(entry.id)  # taken by another consumer meanwhile, or acked
             return

@@ -12,6 +12,7 @@ import anyio
 import pytest
 
 from printery.adapter import StreamAdapter, Write, connect
+from printery.errors import RedisUnavailable
 from printery.lifecycle import (
     Outcome,
     RedisConnectivity,
@@ -162,6 +163,31 @@ async def test_max_deliveries_then_dead_letter_with_reason(
     stats = await real_adapter.group_stats(worker.stream, worker.group)
     assert stats is not None
     assert stats.pending == 0
+
+
+async def test_a_handler_failing_on_a_redis_outage_spends_no_delivery(
+    real_adapter: StreamAdapter, prefix: str
+) -> None:
+    """Redis errors inside the handler retry the message in the same delivery, past the limit."""
+
+    class RedisTrouble(EchoWorker):
+        async def handle(self, message: Message) -> Sequence[Write]:
+            if len(self.calls) < 4:  # more failures than MAX_DELIVERIES allows
+                self.calls.append((message.id, message.deliveries))
+                raise RedisUnavailable("Timeout reading from redis:6379")
+            return await super().handle(message)
+
+    recorder = Recorder()
+    worker = RedisTrouble(
+        make_deps(real_adapter, prefix, MAX_DELIVERIES="2", RETRY_BACKOFF_MS="10")
+    )
+    entry_id = await real_adapter.add(worker.stream, {"n": "1"})
+    async with running(worker, recorder=recorder):
+        await recorder.wait_for(lambda ev: len(handled(ev, Outcome.ACKED)) == 1)
+    assert [(entry_id, 1)] * 5 == worker.calls  # handled five times, one delivery
+    assert 0 == await real_adapter.client.xlen(f"{worker.stream}:dead")
+    retried = handled(recorder.events, Outcome.RETRIED)
+    assert ["Redis unavailable: Timeout reading from redis:6379"] * 4 == [e.reason for e in retried]
 
 
 async def test_own_pending_entries_are_handled_at_start(
