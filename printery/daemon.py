@@ -34,6 +34,7 @@ from printery.errors import (
 )
 from printery.heartbeat import Feed, Heartbeat
 from printery.keys import Keys
+from printery.launch import early_signals, listen_early
 from printery.lifecycle import Emit, Hub
 from printery.logs import configure_logging, get_logger, log_sink
 from printery.manager import WorkerManager
@@ -111,21 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
-    # A SIGTERM during start-up (imports done, Redis not yet answering) must drain
-    # like any other, not kill the process: remember it until the loop listens.
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, _remember_early_signal)
+    # A SIGTERM during start-up (Redis not yet answering) must drain like any
+    # other, not kill the process: remembered until the loop listens.
+    # (printery.launch:main, the installed entry point, does this before importing us.)
+    listen_early()
     sys.exit(run(argv))
-
-
-# Signals that arrived before the daemon listened for them (set by main() only).
-_early_signals: list[int] = []
-
-
-def _remember_early_signal(signum: int, _frame: object) -> None:
-    if _early_signals:
-        os._exit(128 + signum)  # a second one: out now, as once running
-    _early_signals.append(signum)
 
 
 def run(argv: Sequence[str] | None = None) -> int:
@@ -285,7 +276,7 @@ async def _supervise(
 
     async with anyio.create_task_group() as tg:
         await tg.start(_watch_signals, shutdown, log)
-        for signum in _early_signals:  # read once the watcher listens: none slips between
+        for signum in early_signals():  # read once the watcher listens: none slips between
             log.info("printery.signal_received", signal=signal.Signals(signum).name, early=True)
             shutdown.set()
         await tg.start(manager.run)
