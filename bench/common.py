@@ -6,23 +6,25 @@ import json
 import os
 import platform
 import shutil
-import socket
-import subprocess
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
-__all__ = ["SERVER_PIDS", "deployment_fields", "machine", "redis_server"]
+# The tests' redis-server, restartable and stallable; the benchmarks pass their own binary.
+from tests.support.redis_server import RedisServer, free_port
+
+__all__ = [
+    "SERVER_PIDS",
+    "RedisServer",
+    "deployment_fields",
+    "free_port",
+    "machine",
+    "redis_server",
+]
 
 SERVER_PIDS: dict[str, int] = {}  # URL -> pid of the redis-server behind it, while it runs
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager
@@ -31,39 +33,15 @@ def redis_server() -> Iterator[str]:
     binary = shutil.which("redis-server")
     if binary is None:
         raise SystemExit("bench: redis-server is not installed (apt-get install redis-server)")
-    port = _free_port()
     with tempfile.TemporaryDirectory() as data:
-        proc = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                data,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        server = RedisServer(Path(data), binary=binary)
+        server.start()
         try:
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                try:
-                    with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                        break
-                except OSError:
-                    time.sleep(0.02)
-            url = f"redis://127.0.0.1:{port}/0"
-            SERVER_PIDS[url] = proc.pid
-            yield url
+            assert server.process is not None
+            SERVER_PIDS[server.url] = server.process.pid
+            yield server.url
         finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+            server.stop()
 
 
 def deployment_fields(n: int) -> dict[str, str]:

@@ -11,7 +11,6 @@ idle RSS under 80 MB, start to /ready under 2 s.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import machine, redis_server
+from bench.common import free_port, machine, redis_server
 
 ROOT = Path(__file__).resolve().parent.parent
 BASELINE = (
@@ -34,12 +33,6 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError("no VmRSS")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_ready(port: int, deadline_s: float) -> float:

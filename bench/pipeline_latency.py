@@ -27,7 +27,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,7 +42,7 @@ import redis.asyncio as aioredis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import machine, redis_server
+from bench.common import free_port, machine, redis_server
 from printery.envelope import Event
 from printery.keys import Keys
 
@@ -51,12 +50,6 @@ ROOT = Path(__file__).resolve().parent.parent
 WORKERS = ("validator", "dependency-checker", "health-monitor", "notifier")
 PROFILE = os.environ.get("BENCH_PROFILE", "")
 HOPS = ("validator", "dependency-checker", "health-monitor", "notifier: POST", "notifier: ack")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_http(url: str, limit_s: float = 60, proc: subprocess.Popen[bytes] | None = None) -> None:

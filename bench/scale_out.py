@@ -29,8 +29,8 @@ import redis.asyncio as aioredis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import SERVER_PIDS, machine, redis_server
-from bench.pipeline_latency import cpu_seconds, free_port, wait_http
+from bench.common import SERVER_PIDS, free_port, machine, redis_server
+from bench.pipeline_latency import cpu_seconds, wait_http
 from bench.runtime_throughput import fill, output_fields
 from printery.keys import Keys
 

@@ -47,7 +47,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -67,12 +66,26 @@ from redis.retry import Retry
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import RedisServer, free_port
 from printery.envelope import Event
 from printery.keys import Keys
 
 ROOT = Path(__file__).resolve().parent.parent
 PREFIX = "soak"
 KEYS = Keys(PREFIX)
+
+
+def soak_redis(data_dir: Path) -> RedisServer:
+    """A redis-server on a fixed port and data directory, every write on disk.
+
+    The faults stop it and start it again, and stall it.
+    """
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("soak: redis-server is not installed (apt-get install redis-server)")
+    return RedisServer(data_dir, appendonly=True, binary=binary, startup_s=30)
+
+
 GROUPS = {
     KEYS.started: "validator",
     KEYS.validated: "dependency-checker",
@@ -123,91 +136,8 @@ _POLL_S = 0.5  # how often the state of other processes is looked at
 YOUNG_S = 3.0  # a daemon signalled sooner after its start may not handle signals yet
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def say(began: float, text: str) -> None:
     print(f"[{time.monotonic() - began:7.1f} s] {text}", flush=True)
-
-
-# -- redis-server ---------------------------------------------------------------------
-
-
-class RedisProcess:
-    """A redis-server on a fixed port and data directory: stop, start again, stall."""
-
-    def __init__(self, data_dir: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise SystemExit("soak: redis-server is not installed (apt-get install redis-server)")
-        self.binary = binary
-        self.port = free_port()
-        self.data_dir = data_dir
-        self.process: subprocess.Popen[bytes] | None = None
-        self.stalled = False
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            [
-                self.binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(self.data_dir),
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--protected-mode",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                with redis.Redis.from_url(self.url, socket_timeout=0.5) as client:
-                    if client.ping():
-                        return
-            except redis.exceptions.BusyLoadingError:
-                pass  # replaying the AOF
-            except redis.exceptions.ConnectionError:
-                pass
-            if self.process.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.process.returncode}")
-            time.sleep(0.05)  # another process coming up: nothing here to await
-        raise RuntimeError("redis-server did not answer within 30 s")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            if self.stalled:
-                self.resume()
-            self.process.terminate()
-            self.process.wait(timeout=30)
-        self.process = None
-
-    def pause(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGSTOP)
-        self.stalled = True
-
-    def resume(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGCONT)
-        self.stalled = False
 
 
 # -- the loopback health endpoint and webhook receiver ----------------------------------
@@ -449,7 +379,7 @@ async def inject(
     fault: str,
     *,
     rng: random.Random,
-    server: RedisProcess,
+    server: RedisServer,
     loop: Loopback,
     replace: Callable[[Daemon], Awaitable[None]],
 ) -> None:
@@ -798,7 +728,7 @@ async def soak(args: argparse.Namespace) -> int:
     work = Path(tempfile.mkdtemp(prefix="printery-soak-"))
     log_dir = work / "logs"
     log_dir.mkdir()
-    server = RedisProcess(work / "redis")
+    server = soak_redis(work / "redis")
     loop = Loopback()
     run = Run(time.monotonic())
     gaps, faults = args.fault_gap, args.faults
