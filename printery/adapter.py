@@ -228,9 +228,8 @@ class StreamAdapter:
     def __init__(self, client: aioredis.Redis) -> None:
         self.client = client
         self._commit = client.register_script(scripts.COMMIT)
-        self._refresh = client.register_script(scripts.REFRESH)
         self._reclaim = client.register_script(scripts.RECLAIM)
-        self._hand_back = client.register_script(scripts.HAND_BACK)
+        self._set_idle = client.register_script(scripts.SET_IDLE)
         self._forget = client.register_script(scripts.FORGET_CONSUMER)
         self._heartbeat = client.register_script(scripts.HEARTBEAT)
         self._release = client.register_script(scripts.RELEASE)
@@ -371,7 +370,7 @@ class StreamAdapter:
         if not ids:
             return set()
         with translated():
-            owned = await self._refresh(keys=[stream], args=[group, consumer, idle_ms, *ids])
+            owned = await self._set_idle(keys=[stream], args=[group, consumer, idle_ms, 0, *ids])
         return {_str(i) for i in owned}
 
     async def hand_back(
@@ -386,7 +385,7 @@ class StreamAdapter:
         if not ids:
             return 0
         with translated():
-            owned = await self._hand_back(
+            owned = await self._set_idle(
                 keys=[stream], args=[group, consumer, _HAND_BACK_IDLE_MS, int(uncount), *ids]
             )
         return len(owned)

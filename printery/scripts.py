@@ -8,11 +8,10 @@
   ack without outputs. Unflagged scripts are refused under OOM only before
   their first write, so the script cannot stop between the ack and the
   outputs.
-- ``REFRESH``: reset the idle time of messages still owned by this consumer,
-  so a slow handler's message is not claimed by another while it runs.
-- ``HAND_BACK``: make messages this consumer holds look long idle, so a live
-  consumer claims them at once on drain; optionally giving back the delivery
-  the read counted.
+- ``SET_IDLE``: set the idle time of messages still owned by this consumer:
+  to 0 (refresh), so a slow handler's message is not claimed by another while
+  it runs; or to a long time (hand back), so a live consumer claims them at
+  once on drain, optionally giving back the delivery the read counted.
 - ``RECLAIM``: re-deliver an entry this consumer still owns (count + 1).
 - ``HEARTBEAT`` / ``RELEASE``: the daemon's record, which doubles as the lock
   on its consumer name (written or deleted only by the token that holds it).
@@ -32,13 +31,12 @@ from typing import Final
 __all__ = [
     "COMMIT",
     "FORGET_CONSUMER",
-    "HAND_BACK",
     "HEARTBEAT",
     "REAP_CONSUMERS",
     "RECLAIM",
-    "REFRESH",
     "RELEASE",
     "REPLAY_DEAD",
+    "SET_IDLE",
 ]
 
 COMMIT: Final = """
@@ -88,19 +86,7 @@ end
 return acked
 """
 
-REFRESH: Final = """
-local out = {}
-for i = 4, #ARGV, 1 do
-  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
-  if p[1] and p[1][2] == ARGV[2] then
-    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'IDLE', ARGV[3], 'JUSTID')
-    out[#out + 1] = ARGV[i]
-  end
-end
-return out
-"""
-
-HAND_BACK: Final = """
+SET_IDLE: Final = """
 local out = {}
 for i = 5, #ARGV, 1 do
   local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
