@@ -39,6 +39,25 @@ class HealthEndpoint:
         self.server.daemon_threads = True
         self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
 
+    def deployment(self, n: int, *, deadline_s: float, **more: object) -> dict[str, object]:
+        """Deployment ``dep-<n>`` (DESIGN §3 data) whose health check polls ``/health/<n>`` here."""
+        return {
+            "deployment_id": f"dep-{n}",
+            "service": f"svc-{n}",
+            "version": "1.0.0",
+            "environment": "staging",
+            **more,
+            "dependencies": [],
+            "health_check": {
+                "url": f"{self.base}/health/{n}",
+                "expect_status": 200,
+                "timeout_s": 2,
+                "interval_s": 0.2,
+                "healthy_threshold": 1,
+                "deadline_s": deadline_s,
+            },
+        }
+
     def asked_by(self) -> int:
         with self._lock:
             return len(self.asked)

@@ -27,23 +27,9 @@ WATCHES = 100
 SHUTDOWN_TIMEOUT = 5
 
 
-def satisfied(n: int, base: str) -> dict[str, str]:
+def satisfied(n: int, endpoint: HealthEndpoint) -> dict[str, str]:
     """A ``deployment.dependencies_satisfied`` event whose health check is ``/health/<n>``."""
-    data = {
-        "deployment_id": f"dep-{n}",
-        "service": f"svc-{n}",
-        "version": "1.0.0",
-        "environment": "staging",
-        "dependencies": [],
-        "health_check": {
-            "url": f"{base}/health/{n}",
-            "expect_status": 200,
-            "timeout_s": 2,
-            "interval_s": 0.2,
-            "healthy_threshold": 1,
-            "deadline_s": 120,
-        },
-    }
+    data = endpoint.deployment(n, deadline_s=120)
     return Event.create("deployment.dependencies_satisfied", f"dep-{n}", data).to_fields()
 
 
@@ -65,7 +51,7 @@ def test_sigterm_mid_hundred_watches_exits_0_and_a_restart_ends_every_deployment
         "BLOCK_MS": "200",
         "SHUTDOWN_TIMEOUT": str(SHUTDOWN_TIMEOUT),
     }
-    published = publish(client, stream, [satisfied(n, endpoint.base) for n in range(WATCHES)])
+    published = publish(client, stream, [satisfied(n, endpoint) for n in range(WATCHES)])
 
     with Daemon(tmp_path, env) as first:
         first.wait_ready()

@@ -31,23 +31,8 @@ GROUPS = {
 }
 
 
-def started(n: int, base: str) -> dict[str, str]:
-    data = {
-        "deployment_id": f"dep-{n}",
-        "service": f"svc-{n}",
-        "version": "1.0.0",
-        "environment": "staging",
-        "requested_by": "e2e@example.com",
-        "dependencies": [],
-        "health_check": {
-            "url": f"{base}/health/{n}",
-            "expect_status": 200,
-            "timeout_s": 2,
-            "interval_s": 0.2,
-            "healthy_threshold": 1,
-            "deadline_s": 60,
-        },
-    }
+def started(n: int, health: HealthEndpoint) -> dict[str, str]:
+    data = health.deployment(n, deadline_s=60, requested_by="e2e@example.com")
     return started_event(data).to_fields()
 
 
@@ -90,7 +75,7 @@ def test_sigkill_mid_batch_survivors_claim_and_every_deployment_ends_once(
             publish(
                 client,
                 f"{prefix}:deployment:started",
-                [started(n, health.base) for n in range(DEPLOYMENTS)],
+                [started(n, health) for n in range(DEPLOYMENTS)],
             )
             doomed.wait_until(
                 "the doomed daemon holds messages",
