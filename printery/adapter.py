@@ -58,8 +58,8 @@ class Write:
     """One output of a handler, written in the same atomic step as the ack.
 
     ``op`` is ``XADD`` (fields), ``HSET`` (fields), ``HSET_LATEST`` (field,
-    value, order key, order), ``RPUSH`` (value, cap: a capped log) or
-    ``EXPIRE`` (seconds).
+    value, order key, order[, order hash, order field]), ``RPUSH`` (value,
+    cap: a capped log), ``SET_NX`` (value, seconds) or ``EXPIRE`` (seconds).
     """
 
     op: str
@@ -75,16 +75,33 @@ class Write:
         return cls("HSET", key, tuple(x for kv in fields.items() for x in kv))
 
     @classmethod
-    def hset_latest(cls, key: str, field: str, value: str, *, order_key: str, order: str) -> Write:
-        """HSET ``field`` unless ``order_key`` holds a later ``order`` for it (compared as text).
+    def hset_latest(
+        cls,
+        key: str,
+        field: str,
+        value: str,
+        *,
+        order_key: str,
+        order: str,
+        order_from: tuple[str, str] | None = None,
+    ) -> Write:
+        """HSET ``field`` unless ``order_key`` holds a later order for it (compared as text).
 
         For state where the latest request must win, not the last to finish.
+        The order is ``order``, or, with ``order_from`` (hash key, field), that
+        field when it is set, read in the commit itself: no round trip of its own.
         """
-        return cls("HSET_LATEST", key, (field, value, order_key, order))
+        source = () if order_from is None else order_from
+        return cls("HSET_LATEST", key, (field, value, order_key, order, *source))
 
     @classmethod
     def capped_push(cls, key: str, value: str, cap: int) -> Write:
         return cls("RPUSH", key, (value, str(cap)))
+
+    @classmethod
+    def set_once(cls, key: str, value: str, ttl_s: int) -> Write:
+        """SET NX with a TTL: a marker that the first writer's value keeps."""
+        return cls("SET_NX", key, (value, str(ttl_s)))
 
     @classmethod
     def expire(cls, key: str, seconds: int) -> Write:

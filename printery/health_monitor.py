@@ -131,7 +131,9 @@ class HealthMonitorWorker(HttpStreamWorker):
                     deployment.service,
                     deployment.version,
                     order_key=self.keys.registry_requested(deployment.environment),
-                    order=await self._requested_at(deployment.deployment_id, event.time),
+                    # when it was validated, read in the commit; the event's time if gone
+                    order=event.time,
+                    order_from=(self.keys.deployment(deployment.deployment_id), "validation_at"),
                 ),
                 Write.xadd(self.keys.notifications, out.to_fields()),
                 *self._timeline(deployment, "healthy", summary),
@@ -180,12 +182,6 @@ class HealthMonitorWorker(HttpStreamWorker):
                 return None, f"timed out after {check.timeout_s:g} s"
             except aiohttp.ClientError as exc:
                 return None, f"{type(exc).__name__}: {exc}"[:_ERROR_CHARS]
-
-    async def _requested_at(self, deployment_id: str, fallback: str) -> str:
-        """When the deployment was validated: the order of its service's requests."""
-        timeline = self.keys.deployment(deployment_id)
-        found = await self.deps.adapter.hash_get(timeline, ["validation_at"])
-        return found["validation_at"] or fallback
 
     def _timeline(self, deployment: Deployment, status: str, message: str) -> list[Write]:
         return timeline_writes(

@@ -356,7 +356,7 @@ class WorkerManager:
                 slot.state is WorkerState.RUNNING
                 and ctx is not None
                 and slot.scope is not None
-                and now - ctx.last_beat > slot.hang_timeout
+                and now - ctx.last_progress() > slot.hang_timeout
                 and not slot.hung
             ):
                 slot.hung = True
@@ -383,7 +383,7 @@ class WorkerManager:
                 state=slot.state,
                 restarts=slot.budget.total_restarts,
                 uptime_s=0.0 if slot.running_since is None else now - slot.running_since,
-                last_beat_age_s=math.inf if slot.ctx is None else now - slot.ctx.last_beat,
+                last_beat_age_s=math.inf if slot.ctx is None else now - slot.ctx.last_progress(),
                 reason=slot.reason,
             )
             for name, slot in self.slots.items()

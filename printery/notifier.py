@@ -6,24 +6,28 @@
                  └► per NOTIFY_WEBHOOK_URLS url, concurrently:
                       marker set? ── yes ─► skip: an earlier delivery of this event got through
                       └ no ─► POST (retried with backoff on timeouts, connection errors, 5xx,
-                              408 and 429) ─┬─ 2xx ─► SET NX marker (NOTIFY_MARKER_TTL) ─► delivered
+                              408 and 429) ─┬─ 2xx ─► delivered: marker to write
                                             ├─ other 4xx, 3xx ─► failed, for good
                                             └─ still failing ─► failed, for now
-    any url failed for now ─► RetryLater: the runtime redelivers (delivered urls skip
+    any url failed for now ─► SET NX the delivered urls' markers (NOTIFY_MARKER_TTL), then
+                              RetryLater: the runtime redelivers (delivered urls skip
                               thanks to the marker) and dead-letters after MAX_DELIVERIES
     otherwise ──────────────► notification.delivered / notification.failed per url
-                              → keys.delivered, in the commit with the ack
+                              → keys.delivered, and the markers, in the commit with the ack
 
 Each POST carries the CloudEvent in structured mode (``application/cloudevents+json``),
 ``Idempotency-Key: <event id>`` and, when ``NOTIFY_WEBHOOK_SECRET`` is set,
 ``X-Printery-Signature: sha256=<hex HMAC-SHA256 of the exact body bytes>``.
 
-The marker is written right after a 2xx, before the commit; a process that
-dies in between leaves a marker and no ack, and the redelivery skips that url.
-A marker that cannot be written (Redis away) does not undo the delivery: the
-commit waits for Redis, so only a redelivery could POST again.
-A receiver may still see an event twice (a crash between its 2xx and our
-marker): the idempotency key is there for that.
+The marker outlives the ack: it also keeps a duplicate of the event (an
+upstream redelivery publishes the same event id again) from being POSTed
+twice. It is written with the ack in one atomic commit, which saves a round
+trip per delivery; when the message will be redelivered instead, the
+delivered urls' markers are written before the redelivery. A marker that
+cannot be written then (Redis away) does not undo the delivery: only the
+redelivery it is for could POST again. A receiver may still see an event
+twice (a crash between its 2xx and the commit): the ``Idempotency-Key`` is
+there for that.
 """
 
 from __future__ import annotations
@@ -77,6 +81,7 @@ class Delivery:
     error: str | None = None
     transient: bool = False  # failed, but a later delivery may get through
     earlier: bool = False  # skipped: the marker says an earlier delivery got through
+    marker: tuple[str, str] | None = None  # (key, record) to write: this delivery got through
 
     def to_data(self, event: Event) -> dict[str, Any]:
         return {
@@ -148,6 +153,7 @@ class NotifierWorker(HttpStreamWorker):
         results = await self.deliver(event)
         pending = [r for r in results if r.transient]
         if pending:
+            await self._keep_markers(event.id, results)
             raise RetryLater(
                 "webhook delivery failed: "
                 + "; ".join(f"{redact_url(r.url)}: {r.error}" for r in pending)
@@ -163,7 +169,11 @@ class NotifierWorker(HttpStreamWorker):
             )
             for r in results
         ]
-        return [*writes, *self._timeline(event, results)]
+        markers = [
+            Write.set_once(key, record, self.settings.notify_marker_ttl)
+            for key, record in (r.marker for r in results if r.marker is not None)
+        ]
+        return [*writes, *markers, *self._timeline(event, results)]
 
     async def deliver(self, event: Event) -> list[Delivery]:
         """POST ``event`` to every webhook at once; one result per url, in url order."""
@@ -175,21 +185,23 @@ class NotifierWorker(HttpStreamWorker):
         }
         if self.secret:
             headers["X-Printery-Signature"] = sign(self.secret, body)
+        # Each delivery is bounded (timeouts, attempts, waits): promise the hang
+        # detector progress within that bound, rather than beat through it.
+        self.beat(within=self._longest_delivery_s())
+        if len(self.urls) <= 1:  # the common case: no task group to set up
+            return [await self._deliver_one(url, event.id, body, headers) for url in self.urls]
         results: dict[str, Delivery] = {}
 
         async def one(url: str) -> None:
             results[url] = await self._deliver_one(url, event.id, body, headers)
 
         try:
-            async with anyio.create_task_group() as alive:
-                alive.start_soon(self._beat_for, self._longest_delivery_s())
-                async with anyio.create_task_group() as tg:
-                    for url in self.urls:
-                        tg.start_soon(one, url)
-                alive.cancel_scope.cancel()
+            async with anyio.create_task_group() as tg:
+                for url in self.urls:
+                    tg.start_soon(one, url)
         except ExceptionGroup as group:
-            # A marker read or write failed (Redis away): the retry and the dead letter
-            # should say so, not "unhandled errors in a TaskGroup".
+            # A marker read failed (Redis away): the retry and the dead letter should
+            # say so, not "unhandled errors in a TaskGroup".
             raise _first_error(group) from None
         return [results[url] for url in self.urls]
 
@@ -198,62 +210,76 @@ class NotifierWorker(HttpStreamWorker):
         s = self.settings
         posts = s.notify_webhook_attempts * s.notify_webhook_timeout
         longest_wait = (s.notify_webhook_backoff_max_ms + s.notify_webhook_backoff_ms / 2) / 1000
-        markers = 2 * s.redis_socket_timeout  # the marker read and write
+        markers = 2 * s.redis_socket_timeout  # the marker read; the write before a redelivery
         return posts + (s.notify_webhook_attempts - 1) * longest_wait + markers
-
-    async def _beat_for(self, seconds: float) -> None:
-        """Report progress while webhooks are slow, but only for as long as they may take.
-
-        A slow or failing receiver keeps one handler busy for many POSTs and
-        waits, each bounded: that is not a hang, and must not make the supervisor
-        restart the notifier (or, standalone, stop the daemon). Past the bound the
-        beats stop, so a delivery that is truly stuck is still found as a hang.
-        """
-        deadline = anyio.current_time() + seconds
-        while (remaining := deadline - anyio.current_time()) > 0:
-            self.beat()
-            await anyio.sleep(min(remaining, max(0.05, self.hang_timeout / 3)))
 
     async def _deliver_one(
         self, url: str, event_id: str, body: bytes, headers: dict[str, str]
     ) -> Delivery:
-        marker = self.keys.delivery_marker(event_id, hashlib.sha256(url.encode()).hexdigest()[:16])
+        marker = self._marker(event_id, url)
         earlier = await self.deps.adapter.get(marker)
         if earlier is not None:
             return Delivery(url, True, _int_or_none(earlier), 0, earlier=True)
-        attempts = 0
-        settings = self.settings
-        first_wait = settings.notify_webhook_backoff_ms / 1000
         try:
-            async for attempt in stamina.retry_context(
-                on=_Transient,
-                attempts=settings.notify_webhook_attempts,
-                timeout=None,
-                wait_initial=first_wait,
-                wait_max=settings.notify_webhook_backoff_max_ms / 1000,
-                wait_jitter=first_wait / 2,
-            ):
-                with attempt:
-                    attempts += 1
-                    status = await self._post(url, body, headers)
+            status, attempts = await self._post_until_final(url, body, headers)
         except _Transient as exc:
+            attempts = self.settings.notify_webhook_attempts
             return Delivery(url, False, exc.status, attempts, exc.error, transient=True)
         if 200 <= status < 300:
             record = json.dumps({"status": status, "attempts": attempts, "at": now_rfc3339()})
+            return Delivery(url, True, status, attempts, marker=(marker, record))
+        return Delivery(url, False, status, attempts, f"HTTP {status}: refused, not retried")
+
+    def _marker(self, event_id: str, url: str) -> str:
+        return self.keys.delivery_marker(event_id, hashlib.sha256(url.encode()).hexdigest()[:16])
+
+    async def _post_until_final(
+        self, url: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[int, int]:
+        """POST until an answer that is not transient: (status, attempts).
+
+        The first try goes straight out: nearly every POST succeeds at once, and
+        setting up the retry loop would cost more than the POST itself.
+        """
+        try:
+            return await self._post(url, body, headers), 1
+        except _Transient as exc:
+            failed = exc
+        settings = self.settings
+        first_wait = settings.notify_webhook_backoff_ms / 1000
+        async for attempt in stamina.retry_context(
+            on=_Transient,
+            attempts=settings.notify_webhook_attempts,
+            timeout=None,
+            wait_initial=first_wait,
+            wait_max=settings.notify_webhook_backoff_max_ms / 1000,
+            wait_jitter=first_wait / 2,
+        ):
+            with attempt:
+                if attempt.num == 1:
+                    raise failed  # the try above: stamina waits, then tries again
+                return await self._post(url, body, headers), attempt.num
+        raise AssertionError("unreachable: retry_context raises when attempts run out")
+
+    async def _keep_markers(self, event_id: str, results: Sequence[Delivery]) -> None:
+        """Write the markers of the webhooks that took the event, before a redelivery.
+
+        A marker that cannot be written (Redis away) does not undo the delivery:
+        only the redelivery it is for would POST again.
+        """
+        for result in results:
+            if result.marker is None:
+                continue
+            key, record = result.marker
             try:
-                await self.deps.adapter.set_once(marker, record, settings.notify_marker_ttl)
+                await self.deps.adapter.set_once(key, record, self.settings.notify_marker_ttl)
             except RedisUnavailable as exc:
-                # Delivered all the same. The commit that follows waits for Redis, and
-                # only a redelivery, which the marker is for, would POST again; failing
-                # here would make one, spend a delivery, and tell the receiver twice.
                 self.log.warning(
                     "printery.delivery_marker_not_written",
-                    url=redact_url(url),
+                    url=redact_url(result.url),
                     event_id=event_id,
                     error=str(exc),
                 )
-            return Delivery(url, True, status, attempts)
-        return Delivery(url, False, status, attempts, f"HTTP {status}: refused, not retried")
 
     async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
         timeout = self.settings.notify_webhook_timeout

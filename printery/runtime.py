@@ -72,14 +72,18 @@ _HANDLING: contextvars.ContextVar[tuple[StreamConsumer, str] | None] = contextva
 )
 
 
-def handler_progress() -> bool:
-    """Record progress of the handler running in this task; False outside a handler."""
+def handler_progress(within: float = 0.0) -> bool:
+    """Record progress of the handler running in this task; False outside a handler.
+
+    ``within`` > 0 promises the next progress within that many seconds (a
+    bounded wait ahead): the hang detector counts from then, not from now.
+    """
     current = _HANDLING.get()
     if current is None:
         return False
     consumer, entry_id = current
     if entry_id in consumer.running:
-        consumer.running[entry_id] = consumer.ctx.clock()
+        consumer.running[entry_id] = consumer.ctx.clock() + within
     consumer.progress()
     return True
 
@@ -110,6 +114,7 @@ class StreamConsumer:
         self.worker = worker
         self.adapter = deps.adapter
         self.ctx = ctx
+        ctx.stalest_handler = self._stalest_handler
         self.stream = worker.stream
         self.group = worker.group
         self.consumer = deps.consumer
@@ -333,14 +338,11 @@ class StreamConsumer:
                 self.progress()  # a handler finished
 
     def progress(self) -> None:
-        """Tell the hang detector when this worker last made progress.
+        """Tell the hang detector the loop made progress (a running handler's is in ``running``)."""
+        self.ctx.beat()
 
-        Now, unless a handler is running: then the last progress of the stalest
-        one. A handler that makes none for the hang timeout marks the worker hung
-        however busy the read loop and the other handlers are, and it is found
-        one hang timeout after its last progress, not two.
-        """
-        self.ctx.beat(at=min(self.running.values(), default=None))
+    def _stalest_handler(self) -> float | None:
+        return min(self.running.values(), default=None)
 
     async def _process(self, entry: Entry, commits: MemoryObjectSendStream[_Commit]) -> None:
         """Run the handler; its result goes to the committer, and the slot moves on at once."""

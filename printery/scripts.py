@@ -41,10 +41,18 @@ __all__ = [
 
 COMMIT: Final = """
 local group, batch = ARGV[1], cjson.decode(ARGV[2])
-local kinds = {XADD = 'stream', HSET = 'hash', HSET_LATEST = 'hash', RPUSH = 'list'}
+local kinds = {
+  XADD = 'stream', HSET = 'hash', HSET_LATEST = 'hash', RPUSH = 'list', SET_NX = 'string'
+}
 local function value(v)
   if type(v) == 'table' then return ARGV[v[1]] end  -- bytes that are not UTF-8
   return v
+end
+local function wrong(key, want)
+  local have = redis.call('TYPE', key)['ok']
+  if have ~= 'none' and have ~= want then
+    return key .. ' holds a ' .. have .. ', not a ' .. want
+  end
 end
 local acked = {}
 for i, item in ipairs(batch) do
@@ -52,11 +60,12 @@ for i, item in ipairs(batch) do
   -- A write that would fail (WRONGTYPE) must fail before the ack, never after it.
   for _, w in ipairs(writes) do
     local want = kinds[w[1]]
-    local have = want and redis.call('TYPE', w[2])['ok']
-    if have and have ~= 'none' and have ~= want then
-      acked[i] = w[2] .. ' holds a ' .. have .. ', not a ' .. want
-      break
+    if want then acked[i] = wrong(w[2], want) end
+    if not acked[i] and w[1] == 'HSET_LATEST' then  -- its order hashes too
+      local source = w[3][5]
+      acked[i] = wrong(value(w[3][3]), 'hash') or (source and wrong(value(source), 'hash'))
     end
+    if acked[i] then break end
   end
   if acked[i] == nil then acked[i] = redis.call('XACK', KEYS[1], group, id) end
   if acked[i] == 1 then
@@ -68,15 +77,20 @@ for i, item in ipairs(batch) do
       elseif op == 'HSET' then
         redis.call('HSET', key, unpack(args))
       elseif op == 'HSET_LATEST' then
-        -- field, value, order key, order: a write ordered before the last one is dropped
+        -- field, value, order key, order[, order hash, order field]: a write ordered
+        -- before the last one is dropped; the order hash's field, when set, is the order
+        local order = args[4]
+        if args[5] then order = redis.call('HGET', args[5], args[6]) or order end
         local seen = redis.call('HGET', args[3], args[1])
-        if not seen or seen <= args[4] then
+        if not seen or seen <= order then
           redis.call('HSET', key, args[1], args[2])
-          redis.call('HSET', args[3], args[1], args[4])
+          redis.call('HSET', args[3], args[1], order)
         end
       elseif op == 'RPUSH' then
         redis.call('RPUSH', key, args[1])
         redis.call('LTRIM', key, -tonumber(args[2]), -1)
+      elseif op == 'SET_NX' then
+        redis.call('SET', key, args[1], 'NX', 'EX', args[2])
       elseif op == 'EXPIRE' then
         redis.call('EXPIRE', key, args[1])
       end

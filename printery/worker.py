@@ -80,6 +80,9 @@ class WorkerContext:
     clock: Callable[[], float] = time.monotonic
     stopping: anyio.Event = field(default_factory=anyio.Event)
     last_beat: float = field(default=0.0)
+    # The last progress of the stalest handler still running (a consumer's), or
+    # None: read by the hang check, so the busy path never scans the handlers.
+    stalest_handler: Callable[[], float | None] = field(default=lambda: None)
     # Set by the manager's drain (anyio time): shielded cleanup gives up at it,
     # so a stalled Redis cannot stretch the drain past SHUTDOWN_TIMEOUT.
     cleanup_deadline: float = math.inf
@@ -87,9 +90,19 @@ class WorkerContext:
     def __post_init__(self) -> None:
         self.last_beat = self.clock()
 
-    def beat(self, at: float | None = None) -> None:
-        """Record progress, now or at ``at`` (a ``clock`` time: a stuck handler's last)."""
-        self.last_beat = self.clock() if at is None else at
+    def beat(self, within: float = 0.0) -> None:
+        """Record progress now; ``within`` > 0 promises the next within that many seconds."""
+        self.last_beat = self.clock() + within
+
+    def last_progress(self) -> float:
+        """When the worker last made progress: a running handler's stalest, else the loop's.
+
+        A handler that makes none for the hang timeout marks the worker hung
+        however busy the read loop and the other handlers are, and it is found
+        one hang timeout after its last progress, not two.
+        """
+        stalest = self.stalest_handler()
+        return self.last_beat if stalest is None else stalest
 
     def running(self) -> None:
         self.on_state(WorkerState.RUNNING, "")
@@ -168,14 +181,16 @@ class StreamWorker(abc.ABC):
         """Messages this worker's current run has read and not yet acked (0 between runs)."""
         return 0 if self.consumer is None else self.consumer.in_flight
 
-    def beat(self) -> None:
+    def beat(self, within: float = 0.0) -> None:
         """Report progress from a long handler (a health poll, a re-check) to the hang detector.
 
         A handler that never beats and outlives its hang timeout marks the worker
-        hung, even while the read loop itself keeps reading.
+        hung, even while the read loop itself keeps reading. ``within`` > 0
+        promises the next beat within that many seconds: a bounded wait (a slow
+        webhook's retries) is not a hang, and costs no task beating through it.
         """
-        if not handler_progress() and self.ctx is not None:
-            self.ctx.beat()
+        if not handler_progress(within) and self.ctx is not None:
+            self.ctx.beat(within)
 
     async def pause(self, seconds: float) -> None:
         """Wait between attempts inside a handler; on drain, hand the message back at once.

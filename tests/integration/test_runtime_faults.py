@@ -360,3 +360,38 @@ async def test_a_stuck_handler_is_found_as_a_hang_and_its_message_handled_after_
     crashes = [e for e in recorder.events if isinstance(e, WorkerCrashed)]
     assert [c.kind for c in crashes] == ["hang"]
     assert await out_ids(real_adapter, worker) == [entry_id]
+
+
+async def test_a_promised_wait_is_not_a_hang_and_a_broken_promise_is(
+    real_adapter: StreamAdapter, prefix: str
+) -> None:
+    """``beat(within=...)`` holds the hang detector off for that long, and no longer."""
+    recorder = Recorder()
+
+    class Promises(EchoWorker):
+        async def handle(self, message: Message) -> Sequence[Write]:
+            if message.fields["n"] == "slow":
+                self.beat(within=2.0)
+                await anyio.sleep(1.0)  # 2.5 hang timeouts, kept within the promise
+            elif message.deliveries == 1:
+                self.beat(within=0.2)
+                await anyio.sleep_forever()  # the promise is broken
+            return await super().handle(message)
+
+    worker = Promises(make_deps(real_adapter, prefix, ECHO_HANG_TIMEOUT="0.4"))
+    slow = await real_adapter.add(worker.stream, {"n": "slow"})
+    async with running(
+        worker,
+        recorder=recorder,
+        supervised=True,
+        health_check_interval=0.05,
+        policy=RestartPolicy(backoff_s=0.01, backoff_max_s=0.01),
+    ) as manager:
+        await recorder.wait_for(lambda ev: len(handled(ev, Outcome.ACKED)) == 1, timeout=10)
+        assert manager.status()["echo"].restarts == 0
+        stuck = await real_adapter.add(worker.stream, {"n": "stuck"})
+        await recorder.wait_for(lambda ev: len(handled(ev, Outcome.ACKED)) == 2, timeout=15)
+        assert manager.status()["echo"].restarts == 1
+    crashes = [e for e in recorder.events if isinstance(e, WorkerCrashed)]
+    assert [c.kind for c in crashes] == ["hang"]
+    assert await out_ids(real_adapter, worker) == [slow, stuck]

@@ -173,6 +173,57 @@ async def test_hset_latest_keeps_the_latest_order_not_the_last_write(
     assert {"api": "2026-12-01T10:05:00Z"} == await adapter.hash_all(order)
 
 
+async def test_hset_latest_reads_its_order_from_a_hash_in_the_commit(
+    adapter: StreamAdapter, prefix: str
+) -> None:
+    """With ``order_from`` the hash's field is the order; the given order when it is unset."""
+    stream, ids = await setup(adapter, prefix, 3)
+    await read(adapter, stream, "c1")
+    registry, order = f"{prefix}:registry", f"{prefix}:registry:requested_at"
+    timeline_a, timeline_b = f"{prefix}:deployment:a", f"{prefix}:deployment:b"
+    await adapter.client.hset(timeline_a, "validation_at", "2026-12-01T10:05:00Z")
+    await adapter.client.hset(timeline_b, "validation_at", "2026-12-01T10:01:00Z")
+
+    def latest(version: str, timeline: str, fallback: str) -> list[Write]:
+        return [
+            Write.hset_latest(
+                registry,
+                "api",
+                version,
+                order_key=order,
+                order=fallback,
+                order_from=(timeline, "validation_at"),
+            )
+        ]
+
+    batch = [
+        (ids[0], latest("1.2.0", timeline_a, "2026-12-01T11:00:00Z")),
+        # finished later with a later event time, but validated earlier: dropped
+        (ids[1], latest("1.1.0", timeline_b, "2026-12-01T12:00:00Z")),
+        # no timeline (expired): its own order, which is later
+        (ids[2], latest("1.3.0", f"{prefix}:deployment:gone", "2026-12-01T10:06:00Z")),
+    ]
+    assert [True] * 3 == await adapter.commit(stream, GROUP, batch)
+    assert {"api": "1.3.0"} == await adapter.hash_all(registry)
+    assert {"api": "2026-12-01T10:06:00Z"} == await adapter.hash_all(order)
+
+
+async def test_set_once_in_a_commit_keeps_the_first_value_with_its_ttl(
+    adapter: StreamAdapter, prefix: str
+) -> None:
+    """SET_NX writes a marker with its TTL, and never replaces one already there."""
+    stream, ids = await setup(adapter, prefix, 2)
+    await read(adapter, stream, "c1")
+    marker = f"{prefix}:marker"
+    batch = [
+        (ids[0], [Write.set_once(marker, "first", 60)]),
+        (ids[1], [Write.set_once(marker, "second", 600)]),
+    ]
+    assert [True, True] == await adapter.commit(stream, GROUP, batch)
+    assert "first" == await adapter.get(marker)
+    assert 0 < await adapter.client.ttl(marker) <= 60
+
+
 async def test_second_commit_of_an_id_writes_nothing(adapter: StreamAdapter, prefix: str) -> None:
     """A commit retried after a timeout finds the entry acked: False, and exactly one output."""
     stream, ids = await setup(adapter, prefix, 1)
@@ -228,6 +279,29 @@ async def test_commit_with_an_output_key_of_another_type_acks_nothing(
     assert [ids[1]] == [f[b"in_id"].decode() for _, f in outputs]
     assert {ids[0]: "c1"} == await owners(adapter, stream)
     assert "a string" == await adapter.get(taken)
+
+
+@pytest.mark.parametrize("which", ["order key", "order hash", "marker"])
+async def test_commit_checks_every_key_a_write_touches_before_the_ack(
+    adapter: StreamAdapter, prefix: str, which: str
+) -> None:
+    """HSET_LATEST's order hashes and SET_NX's key are type-checked too: pending, not half done."""
+    stream, ids = await setup(adapter, prefix, 1)
+    await read(adapter, stream, "c1")
+    registry, order, timeline, marker = (f"{prefix}:{k}" for k in ("reg", "order", "tl", "m"))
+    taken = {"order key": order, "order hash": timeline, "marker": marker}[which]
+    await adapter.client.rpush(taken, "a list")
+    writes = [
+        Write.hset_latest(
+            registry, "api", "1.0.0", order_key=order, order="x", order_from=(timeline, "at")
+        ),
+        Write.set_once(marker, "m", 60),
+    ]
+    [result] = await adapter.commit(stream, GROUP, [(ids[0], writes)])
+    assert isinstance(result, str)
+    assert taken in result
+    assert {ids[0]: "c1"} == await owners(adapter, stream)
+    assert {} == await adapter.hash_all(registry)
 
 
 # -- ownership: refresh, hand back, reclaim, autoclaim ----------------------------------------

@@ -119,11 +119,16 @@ async def test_no_health_check_is_healthy_at_once(worker: HealthMonitorWorker) -
     registry = [w for w in writes if w.key == worker.keys.registry("production")]
     event = outcome(writes, worker)
     order_key = worker.keys.registry_requested("production")
-    # No timeline (nothing validated it here): ordered by the given event's own time.
+    # Ordered by when the timeline says it was validated, read in the commit; by the
+    # given event's own time when the timeline is gone.
+    timeline = worker.keys.deployment("dep-42")
     given_time = given.fields["time"]
-    assert [("HSET_LATEST", ("billing-api", "1.4.2", order_key, given_time))] == [
-        (w.op, w.args) for w in registry
-    ]
+    assert [
+        (
+            "HSET_LATEST",
+            ("billing-api", "1.4.2", order_key, given_time, timeline, "validation_at"),
+        )
+    ] == [(w.op, w.args) for w in registry]
     assert (event.type, event.subject, event.traceparent) == ("deployment.healthy", "dep-42", TRACE)
     assert event.data_object()["polls"] == 0
 
