@@ -56,7 +56,9 @@ def configure_logging(level: str = "info", environment: str = "development") -> 
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=False,
+        # Every handled message passes a logger: unbound, each call would build one
+        # anew. Configure before the first log line (the daemon does, at start).
+        cache_logger_on_first_use=True,
     )
 
 
