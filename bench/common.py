@@ -22,6 +22,7 @@ __all__ = [
     "free_port",
     "machine",
     "redis_server",
+    "round_trip_cpu",
 ]
 
 SERVER_PIDS: dict[str, int] = {}  # URL -> pid of the redis-server behind it, while it runs
@@ -76,3 +77,37 @@ def deployment_fields(n: int) -> dict[str, str]:
 
 def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+async def round_trip_cpu(url: str, count: int = 200) -> tuple[float, float]:
+    """CPU µs of one redis-py PING, back to back and after 20 ms idle: this machine's wake-up cost.
+
+    A process that sleeps between messages pays the second figure for every
+    round trip; one kept busy pays the first. Low-rate CPU per message is
+    mostly this difference, whatever runs the loop.
+    """
+    import resource
+    import time
+
+    import anyio
+    import redis.asyncio as aioredis
+
+    def cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
+    client = aioredis.Redis.from_url(url)
+    await client.ping()
+    began = cpu()
+    for _ in range(count):
+        await client.ping()
+    hot = (cpu() - began) / count * 1e6
+    spent = 0.0
+    for _ in range(count // 4):
+        time.sleep(0.02)  # idle without the loop: only the round trip is counted below
+        before = cpu()
+        await client.ping()
+        spent += cpu() - before
+    await client.aclose()
+    await anyio.lowlevel.checkpoint()
+    return hot, spent / (count // 4) * 1e6
