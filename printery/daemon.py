@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import os
 import signal
 import sys
@@ -259,6 +260,18 @@ async def _serve(settings: Settings) -> int:
         await endpoints.stop()
 
 
+async def _start_then_freeze(manager: WorkerManager) -> None:
+    """Start the workers, then move everything alive to the collector's permanent generation.
+
+    The libraries' hundreds of thousands of objects are long-lived; a full
+    collection scanned them all, a 35 to 85 ms pause in every process a few
+    times a minute under load (most of the pipeline's p99 at 200/s). Frozen,
+    only what was made since is scanned.
+    """
+    await manager.start_all()
+    gc.freeze()
+
+
 async def _supervise(
     settings: Settings, manager: WorkerManager, heartbeat: Heartbeat, log: Any, port: int | None
 ) -> int:
@@ -281,7 +294,7 @@ async def _supervise(
             shutdown.set()
         await tg.start(manager.run)
         tg.start_soon(keep_heartbeat)
-        tg.start_soon(manager.start_all)
+        tg.start_soon(_start_then_freeze, manager)
         log.info(
             "printery.daemon_started",
             version=__version__,
