@@ -71,6 +71,12 @@ def log_sink(consumer: str) -> Any:
     log = get_logger(consumer=consumer)
 
     def sink(event: LifecycleEvent) -> None:
+        if (
+            type(event) is MessageHandled
+            and event.outcome is Outcome.ACKED
+            and not log.is_enabled_for(logging.DEBUG)
+        ):
+            return  # the one event of every message: skip building what would not be logged
         match event:
             case WorkerStateChanged(worker, old, new, reason):
                 log.info(

@@ -7,6 +7,7 @@ Counters and the histogram follow events; gauges that describe *now*
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -18,6 +19,7 @@ from printery.lifecycle import (
     HandlerRaised,
     LifecycleEvent,
     MessageHandled,
+    Outcome,
     RedisConnectivity,
     WorkerCrashed,
     WorkerRestartScheduled,
@@ -128,12 +130,20 @@ class Metrics:
         self.build.info({"version": __version__})
         self.redis_up.set(1)
         r.register(_LiveCollector(status, streams))
+        self._per_message: dict[tuple[str, Outcome], tuple[Any, Any]] = {}
 
     def sink(self, event: LifecycleEvent) -> None:
         match event:
             case MessageHandled(worker=worker, outcome=outcome, duration_s=duration):
-                self.messages.labels(worker, outcome.value).inc()
-                self.duration.labels(worker).observe(duration)
+                children = self._per_message.get((worker, outcome))
+                if children is None:  # labels() costs a lookup under a lock: once per pair
+                    children = (
+                        self.messages.labels(worker, outcome.value),
+                        self.duration.labels(worker),
+                    )
+                    self._per_message[worker, outcome] = children
+                children[0].inc()
+                children[1].observe(duration)
             case WorkerRestartScheduled(worker=worker):
                 self.restarts.labels(worker).inc()
             case WorkerCrashed(worker=worker) | HandlerRaised(worker=worker):

@@ -1,0 +1,39 @@
+"""The log sink: each lifecycle event a log line, the per-message one only when it is shown."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import structlog
+
+from printery.lifecycle import MessageHandled, Outcome
+from printery.logs import configure_logging, log_sink
+
+pytestmark = pytest.mark.timeout(10)
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    yield
+    structlog.reset_defaults()
+
+
+def handled(outcome: Outcome) -> MessageHandled:
+    return MessageHandled("validator", "s", "1-0", outcome, 0.01, 1, "")
+
+
+@pytest.mark.parametrize(
+    ("level", "expected"),
+    [
+        ("debug", ["printery.message_acked", "printery.message_retried"]),
+        ("info", ["printery.message_retried"]),
+    ],
+)
+def test_an_acked_message_is_logged_only_at_debug(level: str, expected: list[str]) -> None:
+    configure_logging(level, "production")
+    sink = log_sink("c1")
+    with structlog.testing.capture_logs() as logs:
+        sink(handled(Outcome.ACKED))
+        sink(handled(Outcome.RETRIED))
+    assert expected == [e["event"] for e in logs]
