@@ -383,7 +383,7 @@ class WorkerManager:
                 state=slot.state,
                 restarts=slot.budget.total_restarts,
                 uptime_s=0.0 if slot.running_since is None else now - slot.running_since,
-                last_beat_age_s=math.inf if slot.ctx is None else now - slot.ctx.last_progress(),
+                last_beat_age_s=math.inf if slot.ctx is None else _age(now, slot.ctx),
                 reason=slot.reason,
             )
             for name, slot in self.slots.items()
@@ -428,3 +428,8 @@ def _describe(exc: BaseException) -> str:
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
         exc = exc.exceptions[0]
     return f"{type(exc).__name__}: {exc}"
+
+
+def _age(now: float, ctx: WorkerContext) -> float:
+    """Seconds since the worker's last progress; 0 while a promise of progress still runs."""
+    return max(0.0, now - ctx.last_progress())

@@ -515,6 +515,25 @@ async def test_a_worker_that_beats_is_not_hung() -> None:
         assert 48.0 == status["beater"].uptime_s
 
 
+async def test_a_promise_of_progress_holds_off_the_hang_check_and_reads_as_age_zero() -> None:
+    """beat(within=...) is progress until then: not hung, and its age is 0, never negative."""
+    recorder = Recorder()
+    clock = FakeClock()
+    probe = Probe("promiser")
+    async with supervising(
+        probe, recorder=recorder, supervised=True, clock=clock, hang_timeout=10.0
+    ) as manager:
+        assert probe.ctx is not None
+        probe.ctx.beat(within=30.0)
+        clock.advance(5.0)
+        assert 0.0 == manager.health_check()["promiser"].last_beat_age_s
+        clock.advance(34.0)  # 9 s past the promise: within the hang timeout
+        status = manager.health_check()
+        await anyio.wait_all_tasks_blocked()
+        assert [] == recorder.of(WorkerCrashed)
+        assert (RUNNING, 9.0) == (status["promiser"].state, status["promiser"].last_beat_age_s)
+
+
 async def test_a_degraded_worker_is_never_hung_and_spends_no_budget() -> None:
     """Redis away (degraded) is not a hang: no cancel, no restart, however long it lasts."""
     recorder = Recorder()
