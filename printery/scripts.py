@@ -59,19 +59,19 @@ for i, item in ipairs(batch) do
   local id, writes = item[1], item[2]
   -- A write that would fail (WRONGTYPE) must fail before the ack, never after it.
   for _, w in ipairs(writes) do
-    local want = kinds[w.op]
-    if want then acked[i] = wrong(w.key, want) end
-    if not acked[i] and w.op == 'HSET_LATEST' then  -- its order hashes too
-      local source = w.args[5]
-      acked[i] = wrong(value(w.args[3]), 'hash') or (source and wrong(value(source), 'hash'))
+    local want = kinds[w[1]]
+    if want then acked[i] = wrong(w[2], want) end
+    if not acked[i] and w[1] == 'HSET_LATEST' then  -- its order hashes too
+      local source = w[3][5]
+      acked[i] = wrong(value(w[3][3]), 'hash') or (source and wrong(value(source), 'hash'))
     end
     if acked[i] then break end
   end
   if acked[i] == nil then acked[i] = redis.call('XACK', KEYS[1], group, id) end
   if acked[i] == 1 then
     for _, w in ipairs(writes) do
-      local op, key, args = w.op, w.key, {}
-      for j, v in ipairs(w.args) do args[j] = value(v) end
+      local op, key, args = w[1], w[2], {}
+      for j, v in ipairs(w[3]) do args[j] = value(v) end
       if op == 'XADD' then
         redis.call('XADD', key, '*', unpack(args))
       elseif op == 'HSET' then
