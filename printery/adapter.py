@@ -579,9 +579,9 @@ def _commit_payload(
     (7.7 ms for 5,500 of them). orjson writes the batch in C, each Write as an
     ``[op, key, args]`` array (as a tuple: orjson takes six times longer over
     dataclasses), handing back only bytes: text when they are UTF-8, else an
-    argument of their own, referenced by index. Text that is not valid Unicode (a lone
-    surrogate, from a JSON escape in someone's data), which no JSON reader in
-    Redis takes, travels the same way, as its surrogate-pass bytes.
+    argument of their own, referenced by index. Text that is not valid Unicode
+    (a lone surrogate, from a JSON escape in someone's data), which no JSON
+    reader in Redis takes, travels the same way, as its surrogate-pass bytes.
     """
     binary: list[bytes] = []
 
