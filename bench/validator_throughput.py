@@ -72,8 +72,7 @@ async def main(count: int, rounds: int) -> None:
             )
     print(
         f"  printery validator: {statistics.median(ratios):.2f} x baseline (median); "
-        f"by CPU per message, which a busy neighbour moves less: "
-        f"{statistics.median(cpu_ratios):.2f} x"
+        f"by CPU per message: {statistics.median(cpu_ratios):.2f} x"
     )
 
 
