@@ -5,12 +5,17 @@ from __future__ import annotations
 import json
 import os
 import platform
+import resource
 import shutil
+import subprocess
 import tempfile
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+
+import redis.asyncio as aioredis
 
 # The tests' redis-server, restartable and stallable; the benchmarks pass their own binary.
 from tests.support.redis_server import RedisServer, free_port
@@ -21,8 +26,10 @@ __all__ = [
     "deployment_fields",
     "free_port",
     "machine",
+    "process_cpu_s",
     "redis_server",
     "round_trip_cpu",
+    "stop_processes",
 ]
 
 SERVER_PIDS: dict[str, int] = {}  # URL -> pid of the redis-server behind it, while it runs
@@ -79,6 +86,24 @@ def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
+def process_cpu_s() -> float:
+    """CPU seconds this process has used (user + system)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def stop_processes(procs: Sequence[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM every process, then wait for each (killed if it takes over 40 s)."""
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 async def round_trip_cpu(url: str, count: int = 200) -> tuple[float, float]:
     """CPU µs of one redis-py PING, back to back and after 20 ms idle: this machine's wake-up cost.
 
@@ -86,28 +111,17 @@ async def round_trip_cpu(url: str, count: int = 200) -> tuple[float, float]:
     round trip; one kept busy pays the first. Low-rate CPU per message is
     mostly this difference, whatever runs the loop.
     """
-    import resource
-    import time
-
-    import anyio
-    import redis.asyncio as aioredis
-
-    def cpu() -> float:
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        return usage.ru_utime + usage.ru_stime
-
     client = aioredis.Redis.from_url(url)
     await client.ping()
-    began = cpu()
+    began = process_cpu_s()
     for _ in range(count):
         await client.ping()
-    hot = (cpu() - began) / count * 1e6
+    hot = (process_cpu_s() - began) / count * 1e6
     spent = 0.0
     for _ in range(count // 4):
         time.sleep(0.02)  # idle without the loop: only the round trip is counted below
-        before = cpu()
+        before = process_cpu_s()
         await client.ping()
-        spent += cpu() - before
+        spent += process_cpu_s() - before
     await client.aclose()
-    await anyio.lowlevel.checkpoint()
     return hot, spent / (count // 4) * 1e6

@@ -48,7 +48,7 @@ import redis.asyncio as aioredis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import free_port, machine, redis_server, round_trip_cpu
+from bench.common import free_port, machine, redis_server, round_trip_cpu, stop_processes
 from printery.envelope import Event
 from printery.keys import Keys
 
@@ -256,17 +256,6 @@ def launch(args: Sequence[str], env: dict[str, str] | None = None) -> subprocess
     return subprocess.Popen([sys.executable, *args], env=env)
 
 
-def stop(procs: Sequence[subprocess.Popen[bytes]]) -> None:
-    for proc in procs:
-        proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 async def wait_received(path: str, receiver: subprocess.Popen[bytes]) -> dict[str, float]:
     receiver.terminate()
     await anyio.to_thread.run_sync(receiver.wait)
@@ -355,7 +344,7 @@ async def run(
         finally:
             for profiler in profilers:
                 profiler.wait()
-            stop(procs)
+            stop_processes(procs)
         received = await wait_received(out, receiver)
         names = ["receiver", *(["relay"] if workers is None else workers)]
         names = [name if "," not in name else "all four" for name in names]

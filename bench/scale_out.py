@@ -20,7 +20,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ import redis.asyncio as aioredis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import SERVER_PIDS, free_port, machine, redis_server
+from bench.common import SERVER_PIDS, free_port, machine, redis_server, stop_processes
 from bench.pipeline_latency import cpu_seconds, wait_http
 from bench.runtime_throughput import fill, output_fields
 from printery.keys import Keys
@@ -57,17 +56,6 @@ def serve_baseline(url: str, stream: str, consumer: str) -> None:
         await client.aclose()
 
     asyncio.run(main())
-
-
-def stop(procs: Sequence[subprocess.Popen[bytes]]) -> None:
-    for proc in procs:
-        proc.send_signal(signal.SIGTERM)
-    for proc in procs:
-        try:
-            proc.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 async def wait_len(url: str, stream: str, count: int, limit_s: float) -> None:
@@ -111,7 +99,7 @@ async def baseline_run(url: str, n: int, count: int) -> tuple[float, float, floa
         await anyio.sleep(0.5)  # the loops only need a connection: nothing to probe
         return await measure(url, procs, stream, f"{stream}:out", count)
     finally:
-        stop(procs)
+        stop_processes(procs)
 
 
 async def printery_run(url: str, n: int, count: int) -> tuple[float, float, float]:
@@ -138,7 +126,7 @@ async def printery_run(url: str, n: int, count: int) -> tuple[float, float, floa
             await anyio.to_thread.run_sync(wait_http, f"http://127.0.0.1:{port}/ready", 60)
         return await measure(url, procs, keys.started, keys.validated, count)
     finally:
-        stop(procs)
+        stop_processes(procs)
 
 
 async def main(count: int, counts: list[int]) -> None:

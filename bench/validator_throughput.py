@@ -13,7 +13,6 @@ with the ack. The baseline is the same hand-rolled loop as in
 from __future__ import annotations
 
 import argparse
-import resource
 import statistics
 import sys
 from pathlib import Path
@@ -22,7 +21,7 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import machine, redis_server
+from bench.common import machine, process_cpu_s, redis_server
 from bench.runtime_throughput import baseline, fill, run_until_handled
 from printery.adapter import StreamAdapter, connect
 from printery.keys import Keys
@@ -43,12 +42,6 @@ async def validator_run(url: str, prefix: str, count: int) -> float:
     return count / elapsed
 
 
-def cpu_s() -> float:
-    """CPU this process has used: both sides run here, Redis does not."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 async def main(count: int, rounds: int) -> None:
     print(f"validator throughput, {count} messages, {rounds} rounds, {machine()}")
     ratios: list[float] = []
@@ -56,13 +49,13 @@ async def main(count: int, rounds: int) -> None:
     with redis_server() as url:
         for r in range(rounds):  # the ratio is taken within a round, then the median
             await fill(url, f"base{r}:in", count)
-            began = cpu_s()
+            began = process_cpu_s()
             base = await baseline(url, f"base{r}:in", count)
-            base_cpu = (cpu_s() - began) / count * 1e6
+            base_cpu = (process_cpu_s() - began) / count * 1e6
             await fill(url, Keys(f"v{r}").started, count)
-            began = cpu_s()
+            began = process_cpu_s()
             rate = await validator_run(url, f"v{r}", count)
-            rate_cpu = (cpu_s() - began) / count * 1e6
+            rate_cpu = (process_cpu_s() - began) / count * 1e6
             ratios.append(rate / base)
             cpu_ratios.append(base_cpu / rate_cpu)
             print(
