@@ -11,6 +11,7 @@ atomic; ``commit`` is the one the delivery guarantee rests on.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -69,11 +70,11 @@ class Write:
 
     @classmethod
     def xadd(cls, stream: str, fields: Mapping[str, str | bytes]) -> Write:
-        return cls("XADD", stream, tuple(x for kv in fields.items() for x in kv))
+        return cls("XADD", stream, _flat(fields))
 
     @classmethod
     def hset(cls, key: str, fields: Mapping[str, str]) -> Write:
-        return cls("HSET", key, tuple(x for kv in fields.items() for x in kv))
+        return cls("HSET", key, _flat(fields))
 
     @classmethod
     def hset_latest(
@@ -107,6 +108,11 @@ class Write:
     @classmethod
     def expire(cls, key: str, seconds: int) -> Write:
         return cls("EXPIRE", key, (str(seconds),))
+
+
+def _flat(fields: Mapping[str, str | bytes]) -> tuple[str | bytes, ...]:
+    """``(k1, v1, k2, v2, ...)``, the argument order of XADD and HSET."""
+    return tuple(itertools.chain.from_iterable(fields.items()))
 
 
 @dataclass(frozen=True, slots=True)

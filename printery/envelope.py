@@ -174,5 +174,9 @@ class Event:
             id=fields["id"],
             time=fields.get("time") or now_rfc3339(),
             traceparent=fields.get("traceparent") or None,
-            extensions={k: v for k, v in fields.items() if k not in _ATTRIBUTES},
+            extensions=(
+                {k: v for k, v in fields.items() if k not in _ATTRIBUTES}
+                if fields.keys() - _ATTRIBUTES  # nearly always none: a set operation in C
+                else {}
+            ),
         )

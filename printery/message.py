@@ -25,7 +25,7 @@ class Message:
 
     @property
     def size(self) -> int:
-        return sum(len(k) + len(v) for k, v in self.raw.items())
+        return sum(map(len, self.raw)) + sum(map(len, self.raw.values()))
 
     def event(self) -> Event:
         """The CloudEvent, or MalformedEvent naming what is wrong (undecodable fields first)."""

@@ -92,6 +92,7 @@ T = TypeVar("T")
 
 _COMMIT_BATCH = 256
 _COMMIT_LINGER_S = 0.002  # longest a result waits for others to share its round trip
+_SLICE_S = 0.001  # longest a handler task takes buffered messages without yielding
 _RECONNECT_S = (0.1, 5.0)  # first and largest delay between reconnect attempts
 
 
@@ -322,7 +323,26 @@ class StreamConsumer:
         self, buffer: MemoryObjectReceiveStream[Entry], commits: MemoryObjectSendStream[_Commit]
     ) -> None:
         async with buffer, commits:
-            async for entry in buffer:
+            yield_at = 0.0
+            while True:
+                # Buffered messages are taken back to back, yielding to the other tasks
+                # once per _SLICE_S rather than once per message: a yield is a trip
+                # round the event loop, which costs as much as a small handler.
+                try:
+                    entry = buffer.receive_nowait()
+                except anyio.WouldBlock:
+                    try:
+                        entry = await buffer.receive()  # waits, so others have run
+                    except anyio.EndOfStream:
+                        return
+                    yield_at = time.monotonic() + _SLICE_S
+                except anyio.EndOfStream:
+                    return
+                else:
+                    now = time.monotonic()
+                    if now >= yield_at:
+                        await anyio.lowlevel.checkpoint()
+                        yield_at = now + _SLICE_S
                 if entry.id not in self.held or self.ctx.stopping.is_set():
                     continue  # draining: nothing new starts; it is handed back instead
                 self.started.add(entry.id)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
+
 import anyio
+import anyio.lowlevel
 import pytest
 
 from printery.adapter import StreamAdapter
@@ -46,3 +49,38 @@ async def test_messages_flow_through_and_are_acked(
     assert stats is not None
     assert stats.pending == 0
     assert {e.outcome for e in handled(recorder.events)} == {Outcome.ACKED}
+
+
+async def test_cpu_bound_handler_leaves_room_for_other_tasks(
+    redis_server: RedisServer, real_adapter: StreamAdapter, prefix: str
+) -> None:
+    """Buffered messages run back to back, but other tasks get a turn every millisecond.
+
+    Each message holds the CPU for 0.5 ms without awaiting anything, so a 1 ms
+    slice ends after at most 3 of them; a loop that never yielded would run a
+    whole read batch (100) between two turns of the ticker.
+    """
+    recorder = Recorder()
+    worker = EchoWorker(_deps(real_adapter, prefix, ECHO_CONCURRENCY="1"))
+    manager = WorkerManager(emit=Hub([recorder]))
+    manager.register(worker)
+    for _ in range(300):
+        await real_adapter.add(worker.stream, {"busy": "0.0005"})
+    seen: list[int] = []  # messages begun, at each turn of the ticker
+
+    async def ticker() -> None:
+        while True:
+            seen.append(len(worker.calls))
+            await anyio.lowlevel.checkpoint()
+
+    async with anyio.create_task_group() as tg:
+        await tg.start(manager.run)
+        tg.start_soon(ticker)
+        await manager.start_all()
+        await recorder.wait_for(lambda ev: len(handled(ev)) == 300)
+        await manager.stop_all()
+        tg.cancel_scope.cancel()
+    assert worker.concurrency == 1
+    gaps = [b - a for a, b in itertools.pairwise(seen)]
+    assert max(gaps) <= 3, f"up to {max(gaps)} messages ran between two turns of another task"
+    assert seen[-1] == 300

@@ -1,7 +1,8 @@
 """Test workers, run under the same supervision as the built-in four.
 
 ``EchoWorker`` reads ``<prefix>:test:in`` and writes ``<prefix>:test:out``;
-each input's fields script its handling: ``sleep`` (seconds), ``fail``
+each input's fields script its handling: ``sleep`` (seconds, awaited), ``busy``
+(seconds of CPU work that never yields), ``fail``
 (``retry``, ``retry-once``, ``permanent``, ``raise``), so a test says what
 should happen in the message it publishes.
 """
@@ -9,6 +10,7 @@ should happen in the message it publishes.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 
 import anyio
@@ -46,6 +48,10 @@ class EchoWorker(StreamWorker):
         fields = message.fields
         if "sleep" in fields:
             await anyio.sleep(float(fields["sleep"]))
+        if "busy" in fields:
+            until = time.monotonic() + float(fields["busy"])
+            while time.monotonic() < until:
+                pass
         fail = fields.get("fail", "")
         if fail == "retry" or (fail == "retry-once" and message.deliveries == 1):
             raise RetryLater("asked to retry")
