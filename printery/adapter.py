@@ -15,7 +15,7 @@ import itertools
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import orjson
 import redis.asyncio as aioredis
@@ -55,13 +55,14 @@ DEAD_LETTER_FIELDS: Final = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Write:
+class Write(NamedTuple):
     """One output of a handler, written in the same atomic step as the ack.
 
     ``op`` is ``XADD`` (fields), ``HSET`` (fields), ``HSET_LATEST`` (field,
     value, order key, order[, order hash, order field]), ``RPUSH`` (value,
     cap: a capped log), ``SET_NX`` (value, seconds) or ``EXPIRE`` (seconds).
+    A named tuple: as immutable as a frozen dataclass, and made in half the
+    time (a message has five or more).
     """
 
     op: str

@@ -66,6 +66,7 @@ _RFC3339 = re.compile(
 )
 _NAMESPACE = uuid.UUID("6f1c3c4e-9a51-4d52-8d0e-2b7c1f7a9d10")
 _NAMESPACE_BYTES = _NAMESPACE.bytes
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 _PARTIAL = ("service", "version", "environment", "requested_by")
 
 
@@ -99,11 +100,9 @@ def successor(
 
 def derived_id(name: str) -> str:
     """``str(uuid.uuid5(_NAMESPACE, name))``, without building the UUID object on the way."""
-    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name.encode()).digest()[:16])  # noqa: S324 - RFC 4122 UUIDv5 is SHA-1 by definition
-    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
-    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
-    h = digest.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    h = hashlib.sha1(_NAMESPACE_BYTES + name.encode()).hexdigest()  # noqa: S324 - RFC 4122 UUIDv5 is SHA-1 by definition
+    # Version 5 in the 13th digit, the RFC 4122 variant in the top bits of the 17th.
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
 def deployment_fields(deployment: Deployment) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -12,7 +13,7 @@ from printery.adapter import StreamAdapter, Write
 from printery.envelope import Event
 from printery.errors import Permanent
 from printery.message import Message
-from printery.validator import ValidatorWorker
+from printery.validator import ValidatorWorker, derived_id
 from tests.support.harness import make_deps
 
 pytestmark = pytest.mark.timeout(10)
@@ -266,3 +267,13 @@ async def test_collision_skips_the_timeline(worker: ValidatorWorker) -> None:
     fields = started(subject="validated", data={**DATA, "deployment_id": "validated"})
     writes = await worker.handle(message(fields))
     assert {w.key for w in writes} == {worker.keys.notifications}
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["", "ci/pipeline\nevt-1\ndeployment.validated", "ünïcode\n☃\nx" * 20, "a" * 1000],
+)
+def test_derived_ids_are_the_uuid5_of_the_name(name: str) -> None:
+    """Every stage derives its event ids the same way: RFC 4122 UUIDv5 in printery's namespace."""
+    namespace = uuid.UUID("6f1c3c4e-9a51-4d52-8d0e-2b7c1f7a9d10")
+    assert derived_id(name) == str(uuid.uuid5(namespace, name))
