@@ -502,21 +502,32 @@ class StreamConsumer:
         async with self._commit_recv:
             async for first in self._commit_recv:
                 batch = [first]
-                linger_until = time.monotonic() + _COMMIT_LINGER_S
-                while len(batch) < _COMMIT_BATCH:
-                    try:
-                        batch.append(self._commit_recv.receive_nowait())
-                    except anyio.WouldBlock:
-                        # Handlers still have read messages to get through: let them,
-                        # and commit those results in the same round trip.
-                        buffered = self._buffer_send.statistics().current_buffer_used
-                        if not buffered or time.monotonic() >= linger_until:
-                            break
-                        await anyio.lowlevel.checkpoint()
-                    except anyio.EndOfStream:
-                        break
+                await self._gather(batch, anyio.current_time() + _COMMIT_LINGER_S)
                 while batch:
                     batch = await self._commit_batch(batch)
+
+    async def _gather(self, batch: list[_Commit], linger_until: float) -> None:
+        """Add the results that come in while handlers still have read messages to get through.
+
+        Waits for them, never polls: a handler waiting on I/O (a webhook, a health
+        endpoint) may take the whole linger, and polling meanwhile burns the CPU.
+        """
+        while len(batch) < _COMMIT_BATCH:
+            try:
+                batch.append(self._commit_recv.receive_nowait())
+                continue
+            except anyio.WouldBlock:
+                if not self._buffer_send.statistics().current_buffer_used:
+                    return  # nothing read is left to wait for: commit now
+            except anyio.EndOfStream:
+                return
+            with anyio.move_on_at(linger_until):
+                try:
+                    batch.append(await self._commit_recv.receive())
+                except anyio.EndOfStream:
+                    return
+                continue
+            return  # lingered long enough
 
     async def _commit_batch(self, batch: list[_Commit]) -> list[_Commit]:
         """Commit, finish what went through; return the dead letters still to commit."""
