@@ -53,7 +53,7 @@ from printery.errors import Permanent, RedisUnavailable, RetryLater
 from printery.http_worker import HttpStreamWorker
 from printery.logs import get_logger
 from printery.message import Message
-from printery.settings import redact_url
+from printery.settings import Settings, redact_url
 from printery.timeline import timeline_writes
 from printery.worker import WorkerDeps
 
@@ -118,6 +118,7 @@ class NotifierWorker(HttpStreamWorker):
         self.secret = self.settings.notify_webhook_secret
         self.log = get_logger(worker=self.name)
         self._routes: dict[str, dict[str, Any]] = {}
+        self.longest_delivery_s = _longest_delivery_s(self.settings)
 
     @property
     def stream(self) -> str:
@@ -187,7 +188,7 @@ class NotifierWorker(HttpStreamWorker):
             headers["X-Printery-Signature"] = sign(self.secret, body)
         # Each delivery is bounded (timeouts, attempts, waits): promise the hang
         # detector progress within that bound, rather than beat through it.
-        self.beat(within=self._longest_delivery_s())
+        self.beat(within=self.longest_delivery_s)
         if len(self.urls) <= 1:  # the common case: no task group to set up
             return [await self._deliver_one(url, event.id, body, headers) for url in self.urls]
         results: dict[str, Delivery] = {}
@@ -204,14 +205,6 @@ class NotifierWorker(HttpStreamWorker):
             # say so, not "unhandled errors in a TaskGroup".
             raise _first_error(group) from None
         return [results[url] for url in self.urls]
-
-    def _longest_delivery_s(self) -> float:
-        """The most a delivery can take: every POST times out, every wait is the longest."""
-        s = self.settings
-        posts = s.notify_webhook_attempts * s.notify_webhook_timeout
-        longest_wait = (s.notify_webhook_backoff_max_ms + s.notify_webhook_backoff_ms / 2) / 1000
-        markers = 2 * s.redis_socket_timeout  # the marker read; the write before a redelivery
-        return posts + (s.notify_webhook_attempts - 1) * longest_wait + markers
 
     async def _deliver_one(
         self, url: str, event_id: str, body: bytes, headers: dict[str, str]
@@ -321,6 +314,14 @@ class NotifierWorker(HttpStreamWorker):
             ttl_s=self.settings.timeline_ttl,
             record_status=False,
         )
+
+
+def _longest_delivery_s(s: Settings) -> float:
+    """The most a delivery can take: every POST times out, every wait is the longest."""
+    posts = s.notify_webhook_attempts * s.notify_webhook_timeout
+    longest_wait = (s.notify_webhook_backoff_max_ms + s.notify_webhook_backoff_ms / 2) / 1000
+    markers = 2 * s.redis_socket_timeout  # the marker read; the write before a redelivery
+    return posts + (s.notify_webhook_attempts - 1) * longest_wait + markers
 
 
 def _first_error(group: BaseExceptionGroup[Exception]) -> BaseException:

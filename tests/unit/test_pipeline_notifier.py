@@ -273,7 +273,7 @@ async def test_a_slow_webhook_is_progress_not_a_hang(
     )
     await worker.handle(message())
     assert len(receiver.requests) == 1
-    assert [(worker._longest_delivery_s(), 0)] == promises
+    assert [(worker.longest_delivery_s, 0)] == promises
 
 
 async def test_the_promise_is_bounded_by_the_longest_a_delivery_may_take(
@@ -282,7 +282,7 @@ async def test_the_promise_is_bounded_by_the_longest_a_delivery_may_take(
     """Every POST timing out and every wait the longest: past that, a stuck one is hung."""
     worker = notifiers("http://127.0.0.1:9/hook", NOTIFIER_HANG_TIMEOUT="0.15")
     # 3 POSTs of 0.2 s, 2 waits of at most 5.5 ms, and two marker round trips.
-    assert worker._longest_delivery_s() == pytest.approx(3 * 0.2 + 2 * 0.0055 + 2 * 5)
+    assert worker.longest_delivery_s == pytest.approx(3 * 0.2 + 2 * 0.0055 + 2 * 5)
 
 
 async def test_a_marker_lost_to_redis_is_retried_under_its_own_name(
