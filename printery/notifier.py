@@ -117,7 +117,7 @@ class NotifierWorker(HttpStreamWorker):
         self.urls = self.settings.webhook_urls
         self.secret = self.settings.notify_webhook_secret
         self.log = get_logger(worker=self.name)
-        self._routes: dict[str, dict[str, Any]] = {}
+        self._routes: dict[str, _Route] = {}
         self.longest_delivery_s = _longest_delivery_s(self.settings)
 
     @property
@@ -277,6 +277,9 @@ class NotifierWorker(HttpStreamWorker):
     async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
         timeout = self.settings.notify_webhook_timeout
         session = self.http()
+        route = self._routes.get(url, _DIRECT)
+        if route.headers is not None:
+            headers = {**headers, **route.headers}
         try:
             async with session.post(
                 url,
@@ -284,7 +287,8 @@ class NotifierWorker(HttpStreamWorker):
                 headers=headers,
                 timeout=aiohttp.ClientTimeout(total=timeout),
                 allow_redirects=False,
-                **self._routes.get(url, {}),
+                proxy=route.proxy,
+                proxy_headers=route.proxy_headers,
             ) as response:
                 status = response.status
         except TimeoutError as exc:
@@ -332,16 +336,42 @@ def _first_error(group: BaseExceptionGroup[Exception]) -> BaseException:
     return error
 
 
-def _route(url: str) -> dict[str, Any]:
-    """What ``trust_env=True`` would add to a request to ``url``: proxy and netrc credentials."""
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """How to reach one webhook, as ``trust_env=True`` would: proxy, and credentials."""
+
+    proxy: URL | None = None
+    proxy_headers: dict[str, str] | None = None  # sent to the proxy with CONNECT (https)
+    headers: dict[str, str] | None = None  # added to each POST
+
+
+_DIRECT = _Route()
+
+
+def _route(url: str) -> _Route:
+    """HTTP(S)_PROXY / NO_PROXY, and ~/.netrc (or NETRC) credentials, for ``url``.
+
+    Credentials travel as headers, as aiohttp 3.14 asks (its ``auth`` and
+    ``proxy_auth`` parameters go in aiohttp 4). A proxy's own credentials go
+    with CONNECT for an https webhook; for an http one the proxy reads the
+    POST itself, so they go there (aiohttp sends ``proxy_headers`` only with
+    CONNECT).
+    """
     target = URL(url)
-    route: dict[str, Any] = {}
+    proxy: URL | None = None
+    proxy_headers: dict[str, str] | None = None
+    headers: dict[str, str] = {}
     with contextlib.suppress(LookupError):
-        route["proxy"], route["proxy_auth"] = get_env_proxy_for_url(target)
+        proxy, proxy_auth = get_env_proxy_for_url(target)
+        if proxy_auth is not None:
+            if target.scheme == "https":
+                proxy_headers = {"Proxy-Authorization": proxy_auth.encode()}
+            else:
+                headers["Proxy-Authorization"] = proxy_auth.encode()
     if target.host is not None and target.user is None:
         with contextlib.suppress(LookupError):
-            route["auth"] = basicauth_from_netrc(netrc_from_env(), target.host)
-    return route
+            headers["Authorization"] = basicauth_from_netrc(netrc_from_env(), target.host).encode()
+    return _Route(proxy, proxy_headers, headers or None)
 
 
 def _int_or_none(record: str) -> int | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import hashlib
 import hmac
 import json
@@ -320,3 +322,114 @@ async def test_a_marker_not_written_does_not_undo_the_delivery(
         "printery.delivery_marker_not_written",
         OUTCOME.id,
     )
+
+
+class Proxy:
+    """A forward proxy that answers for any webhook itself: keeps what it was asked to forward."""
+
+    def __init__(self) -> None:
+        self.forwarded: list[tuple[str, str]] = []  # (method, request target)
+        self.credentials: list[str | None] = []  # Proxy-Authorization, per request
+        self.url = ""
+
+    async def forward(self, request: web.Request) -> web.Response:
+        await request.read()
+        self.forwarded.append((request.method, str(request.url)))
+        self.credentials.append(request.headers.get("Proxy-Authorization"))
+        return web.Response(status=204)
+
+
+@pytest.fixture
+async def proxy(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Proxy]:
+    """A proxy on loopback, named by HTTP_PROXY, and nothing exempt from it."""
+    proxy = Proxy()
+    app = web.Application()
+    app.add_routes([web.route("*", "/{tail:.*}", proxy.forward)])
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.1)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    proxy.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    monkeypatch.setenv("http_proxy", proxy.url)
+    yield proxy
+    await runner.cleanup()
+
+
+async def test_webhooks_go_through_the_proxy_the_environment_names(
+    notifiers: Any, proxy: Proxy
+) -> None:
+    """HTTP_PROXY is honoured: webhooks outside the cluster are reached through it."""
+    unreachable = f"http://127.0.0.1:{free_port()}/hook"  # nothing listens: only the proxy answers
+    worker = notifiers(unreachable)
+    writes = await worker.handle(message())
+    [record] = audit(writes, worker)
+    assert record.type == "notification.delivered"
+    assert proxy.forwarded == [("POST", unreachable)]
+    assert proxy.credentials == [None]
+
+
+async def test_proxy_credentials_in_the_environment_are_sent_to_the_proxy(
+    notifiers: Any, proxy: Proxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTP_PROXY=http://user:password@host gives the proxy a Proxy-Authorization header."""
+    with_credentials = proxy.url.replace("http://", "http://relay:s3cr3t@")
+    monkeypatch.setenv("HTTP_PROXY", with_credentials)
+    monkeypatch.setenv("http_proxy", with_credentials)
+    await notifiers(f"http://127.0.0.1:{free_port()}/hook").handle(message())
+    assert proxy.credentials == ["Basic " + base64.b64encode(b"relay:s3cr3t").decode()]
+
+
+async def test_no_proxy_exempts_a_webhook(
+    notifiers: Any, serve: Any, proxy: Proxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A host in NO_PROXY is POSTed to directly."""
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    receiver = await serve(Receiver(204))
+    await notifiers(receiver.url).handle(message())
+    assert len(receiver.requests) == 1
+    assert proxy.forwarded == []
+
+
+async def test_netrc_credentials_are_sent_to_their_host(
+    notifiers: Any, serve: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A webhook without credentials in its URL gets the ones ~/.netrc (or NETRC) holds for it."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login printery password hunter2\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    receiver = await serve(Receiver(204))
+    await notifiers(receiver.url).handle(message())
+    [(headers, _)] = receiver.requests
+    assert headers["Authorization"] == "Basic " + base64.b64encode(b"printery:hunter2").decode()
+
+
+async def test_proxy_credentials_for_an_https_webhook_go_with_connect(
+    notifiers: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An https webhook is reached through a CONNECT tunnel: the proxy's credentials go there."""
+    heads: list[bytes] = []
+
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        heads.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.write(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(refuse, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("HTTPS_PROXY", "https_proxy"):
+        monkeypatch.setenv(name, f"http://relay:s3cr3t@127.0.0.1:{port}")
+    worker = notifiers("https://hooks.example.com/deploys", NOTIFY_WEBHOOK_ATTEMPTS="1")
+    async with server:
+        with pytest.raises(RetryLater, match="407"):
+            await worker.handle(message())
+    [head] = heads
+    assert head.startswith(b"CONNECT hooks.example.com:443 HTTP/1.1\r\n")
+    expected = "Basic " + base64.b64encode(b"relay:s3cr3t").decode()
+    assert f"Proxy-Authorization: {expected}".encode() in head
