@@ -13,6 +13,11 @@ Everything read and not yet acked is *held*: at most ``max_in_flight``
 messages, each refreshed (idle time reset) every third of ``CLAIM_IDLE_MS``
 so no live handler's message is claimed by another consumer.
 
+A handler task takes buffered messages back to back and yields to the other
+tasks once a millisecond (``_SLICE_S``), or whenever it waits: a turn of the
+event loop per message cost as much as a small handler. The committer waits
+(never polls) up to ``_COMMIT_LINGER_S`` for results to share a round trip.
+
 Drain (``ctx.stopping``): the read in progress is cancelled, buffered
 messages that never started are handed back (made long-idle so a live
 consumer claims them now), running handlers finish and commit, then the
