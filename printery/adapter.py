@@ -37,6 +37,7 @@ __all__ = [
     "StreamInfo",
     "Write",
     "connect",
+    "outputs_problem",
     "translated",
 ]
 
@@ -111,9 +112,47 @@ class Write(NamedTuple):
         return cls("EXPIRE", key, (str(seconds),))
 
 
+def outputs_problem(writes: object) -> str | None:
+    """Why a handler's return value is not a list of Writes; None when it is.
+
+    A handler's bug (a forgotten ``return``) must cost its message a retry,
+    not crash the committer that would have sent it.
+    """
+    if type(writes) is list or type(writes) is tuple:  # the common case, checked fast
+        if set(map(type, writes)) <= _WRITE_TYPE:
+            return None
+    elif not isinstance(writes, list | tuple) or isinstance(writes, Write):
+        return f"handler returned {type(writes).__name__}, not a list of Write"
+    for w in writes:
+        if not isinstance(w, Write):
+            return f"handler returned a {type(w).__name__} among its outputs, not a Write"
+    return None
+
+
+_WRITE_TYPE: Final = frozenset({Write})
+_TEXT_TYPES: Final = frozenset({str, bytes})
+
+
 def _flat(fields: Mapping[str, str | bytes]) -> tuple[str | bytes, ...]:
-    """``(k1, v1, k2, v2, ...)``, the argument order of XADD and HSET."""
-    return tuple(itertools.chain.from_iterable(fields.items()))
+    """``(k1, v1, k2, v2, ...)``, the argument order of XADD and HSET.
+
+    A whole number is written as its digits (Redis's JSON reader would round
+    one past 2**53); anything else that is not text or bytes (None, a bool, a
+    list) raises here, in the handler that made it, not in the commit.
+    """
+    if set(map(type, fields.values())) <= _TEXT_TYPES:
+        return tuple(itertools.chain.from_iterable(fields.items()))  # nearly always
+    return tuple(
+        itertools.chain.from_iterable((name, _field(name, v)) for name, v in fields.items())
+    )
+
+
+def _field(name: object, value: object) -> str | bytes:
+    if isinstance(value, str | bytes):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise TypeError(f"output field {name!r} = {value!r}: values are str or bytes")
 
 
 @dataclass(frozen=True, slots=True)
@@ -592,7 +631,9 @@ def _commit_payload(
     """
     binary: list[bytes] = []
 
-    def encoded(value: object) -> str | list[int]:
+    def encoded(value: object) -> str | int | list[int]:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value  # orjson writes these itself; only the checked pass gets here
         if not isinstance(value, bytes):
             raise TypeError(f"a Write argument must be str or bytes, not {type(value)}")
         try:
@@ -601,7 +642,7 @@ def _commit_payload(
             binary.append(value)
             return [len(binary) + 2]  # ARGV index in Lua: group, payload, then these
 
-    def valid(text: str) -> str | list[int]:
+    def valid(text: str) -> str | int | list[int]:
         try:
             text.encode()
         except UnicodeEncodeError:

@@ -43,7 +43,7 @@ import stamina
 from anyio.abc import TaskGroup, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from printery.adapter import Entry, Write
+from printery.adapter import Entry, Write, outputs_problem
 from printery.envelope import MalformedEvent, now_rfc3339
 from printery.errors import (
     Drained,
@@ -407,6 +407,11 @@ class StreamConsumer:
             )
             self._retry(entry, reason, commits, started)
         else:
+            problem = outputs_problem(writes)
+            if problem is not None:  # a bug in the handler: retried, then dead-lettered
+                self.ctx.emit(HandlerRaised(self.worker.name, self.stream, entry.id, problem, ""))
+                self._retry(entry, problem, commits, started)
+                return
             commits.send_nowait(_Commit(entry, writes, Outcome.ACKED, started))
 
     def _dead_letter(

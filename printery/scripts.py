@@ -41,8 +41,9 @@ __all__ = [
 
 COMMIT: Final = """
 local group, batch = ARGV[1], cjson.decode(ARGV[2])
-local kinds = {
-  XADD = 'stream', HSET = 'hash', HSET_LATEST = 'hash', RPUSH = 'list', SET_NX = 'string'
+local kinds = {  -- the type each op's key must hold (false: any); an op not here is refused
+  XADD = 'stream', HSET = 'hash', HSET_LATEST = 'hash', RPUSH = 'list', SET_NX = 'string',
+  EXPIRE = false
 }
 local function value(v)
   if type(v) == 'table' then return ARGV[v[1]] end  -- bytes that are not UTF-8
@@ -60,7 +61,11 @@ for i, item in ipairs(batch) do
   -- A write that would fail (WRONGTYPE) must fail before the ack, never after it.
   for _, w in ipairs(writes) do
     local want = kinds[w[1]]
-    if want then acked[i] = wrong(w[2], want) end
+    if want == nil then
+      acked[i] = 'unknown output op ' .. tostring(w[1])
+    elseif want then
+      acked[i] = wrong(w[2], want)
+    end
     if not acked[i] and w[1] == 'HSET_LATEST' then  -- its order hashes too
       local source = w[3][5]
       acked[i] = wrong(value(w[3][3]), 'hash') or (source and wrong(value(source), 'hash'))

@@ -14,6 +14,7 @@ import pytest
 from printery.adapter import StreamAdapter, Write, connect
 from printery.errors import RedisUnavailable
 from printery.lifecycle import (
+    HandlerRaised,
     Outcome,
     RedisConnectivity,
     WorkerCrashed,
@@ -163,6 +164,32 @@ async def test_max_deliveries_then_dead_letter_with_reason(
     stats = await real_adapter.group_stats(worker.stream, worker.group)
     assert stats is not None
     assert stats.pending == 0
+
+
+async def test_a_handler_returning_no_outputs_is_retried_not_a_crash(
+    real_adapter: StreamAdapter, prefix: str
+) -> None:
+    """A forgotten ``return``: retried as a handler error, dead-lettered with what it returned."""
+    recorder = Recorder()
+    worker = EchoWorker(make_deps(real_adapter, prefix, MAX_DELIVERIES="2"))
+    broken = await real_adapter.add(worker.stream, {"fail": "return-none"})
+    good = await real_adapter.add(worker.stream, {"n": "ok"})
+    async with running(worker, recorder=recorder) as manager:
+        await recorder.wait_for(
+            lambda ev: (
+                len(handled(ev, Outcome.DEAD_LETTERED)) == 1
+                and len(handled(ev, Outcome.ACKED)) == 1
+            )
+        )
+        assert manager.status()["echo"].state.value == "running"
+    assert recorder.of(WorkerCrashed) == []
+    reason = "handler returned NoneType, not a list of Write"
+    assert [e.error for e in recorder.of(HandlerRaised)] == [reason, reason]
+    dead = await real_adapter.client.xrange(f"{worker.stream}:dead")
+    assert [(f[b"original_id"].decode(), f[b"error"].decode()) for _, f in dead] == [
+        (broken, f"{reason} (after 2 deliveries)")
+    ]
+    assert await out_ids(real_adapter, worker) == [good]
 
 
 async def test_a_handler_failing_on_a_redis_outage_spends_no_delivery(

@@ -3,8 +3,8 @@
 ``EchoWorker`` reads ``<prefix>:test:in`` and writes ``<prefix>:test:out``;
 each input's fields script its handling: ``sleep`` (seconds, awaited), ``busy``
 (seconds of CPU work that never yields), ``fail``
-(``retry``, ``retry-once``, ``permanent``, ``raise``), so a test says what
-should happen in the message it publishes.
+(``retry``, ``retry-once``, ``permanent``, ``raise``, ``return-none``), so a
+test says what should happen in the message it publishes.
 """
 
 from __future__ import annotations
@@ -59,6 +59,8 @@ class EchoWorker(StreamWorker):
             raise Permanent("asked to dead-letter")
         if fail == "raise":
             raise ValueError("asked to raise")
+        if fail == "return-none":  # a handler's bug: a forgotten return
+            return None  # type: ignore[return-value]
         return [
             Write.xadd(
                 self.out,

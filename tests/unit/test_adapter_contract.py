@@ -325,6 +325,35 @@ async def test_commit_checks_every_key_a_write_touches_before_the_ack(
     assert {} == await adapter.hash_all(registry)
 
 
+async def test_commit_refuses_an_unknown_op_before_the_ack(
+    adapter: StreamAdapter, prefix: str
+) -> None:
+    """An op the script does not know would be acked and never written: refused, pending."""
+    stream, ids = await setup(adapter, prefix, 1)
+    await read(adapter, stream, "c1")
+    out = f"{prefix}:out"
+    writes = [Write.xadd(out, {"n": "1"}), Write("LPUSH", f"{prefix}:list", ("x",))]
+    [result] = await adapter.commit(stream, GROUP, [(ids[0], writes)])
+    assert result == "unknown output op LPUSH"
+    assert {ids[0]: "c1"} == await owners(adapter, stream)
+    assert 0 == await adapter.client.xlen(out)
+
+
+async def test_commit_writes_whole_numbers_as_their_digits(
+    adapter: StreamAdapter, prefix: str
+) -> None:
+    """An int field value (outside the declared types, yet common) is written exactly."""
+    stream, ids = await setup(adapter, prefix, 1)
+    await read(adapter, stream, "c1")
+    out = f"{prefix}:out"
+    big = 2**53 + 1  # past a double's exact integers
+    writes = [Write.xadd(out, {"n": 5, "big": big, "text": "\ud800"})]  # type: ignore[dict-item]
+    assert [True] == await adapter.commit(stream, GROUP, [(ids[0], writes)])
+    [(_, fields)] = await adapter.client.xrange(out)
+    assert fields[b"n"] == b"5"
+    assert fields[b"big"] == str(big).encode()
+
+
 # -- ownership: refresh, hand back, reclaim, autoclaim ----------------------------------------
 
 
