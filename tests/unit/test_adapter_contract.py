@@ -325,18 +325,42 @@ async def test_commit_checks_every_key_a_write_touches_before_the_ack(
     assert {} == await adapter.hash_all(registry)
 
 
-async def test_commit_refuses_an_unknown_op_before_the_ack(
-    adapter: StreamAdapter, prefix: str
+MALFORMED = [
+    ("unknown op", Write("LPUSH", "k", ("x",)), "unknown output op LPUSH"),
+    ("no key", Write("XADD", None, ("a", "1")), "XADD: the key is not text"),  # type: ignore[arg-type]
+    ("null value", Write("XADD", "k", ("a", None)), "XADD k: argument 2 is not text"),  # type: ignore[arg-type]
+    ("list value", Write("HSET", "k", ("a", ["b"])), "HSET k: argument 2 is not text"),  # type: ignore[arg-type]
+    ("odd pairs", Write("XADD", "k", ("a", "1", "b")), "XADD k: 3 arguments"),
+    ("no pairs", Write("HSET", "k", ()), "HSET k: 0 arguments"),
+    ("seconds", Write("EXPIRE", "k", ("soon",)), "EXPIRE k: argument 1 is not a whole number"),
+    ("zero ttl", Write("SET_NX", "k", ("v", "0")), "SET_NX k: argument 2 is not a whole number"),
+]
+
+
+@pytest.mark.parametrize(
+    ("write", "reason"), [m[1:] for m in MALFORMED], ids=[m[0] for m in MALFORMED]
+)
+async def test_commit_refuses_a_malformed_write_before_the_ack(
+    adapter: StreamAdapter, prefix: str, write: Write, reason: str
 ) -> None:
-    """An op the script does not know would be acked and never written: refused, pending."""
-    stream, ids = await setup(adapter, prefix, 1)
+    """What Redis would refuse after the ack (or an op never written) fails its entry first."""
+    stream, ids = await setup(adapter, prefix, 2)
     await read(adapter, stream, "c1")
     out = f"{prefix}:out"
-    writes = [Write.xadd(out, {"n": "1"}), Write("LPUSH", f"{prefix}:list", ("x",))]
-    [result] = await adapter.commit(stream, GROUP, [(ids[0], writes)])
-    assert result == "unknown output op LPUSH"
+    result = await adapter.commit(
+        stream,
+        GROUP,
+        [
+            (ids[0], [Write.xadd(out, {"in_id": ids[0]}), write]),
+            (ids[1], [Write.xadd(out, {"in_id": ids[1]})]),
+        ],
+    )
+    assert isinstance(result[0], str)
+    assert result[0].startswith(reason)
+    assert result[1] is True
+    outputs: Any = await adapter.client.xrange(out)
+    assert [ids[1]] == [f[b"in_id"].decode() for _, f in outputs]
     assert {ids[0]: "c1"} == await owners(adapter, stream)
-    assert 0 == await adapter.client.xlen(out)
 
 
 async def test_commit_writes_whole_numbers_as_their_digits(
