@@ -121,7 +121,7 @@ def outputs_problem(writes: object) -> str | None:
     if type(writes) is list or type(writes) is tuple:  # the common case, checked fast
         if set(map(type, writes)) <= _WRITE_TYPE:
             return None
-    elif not isinstance(writes, list | tuple) or isinstance(writes, Write):
+    elif not isinstance(writes, Sequence) or isinstance(writes, str | bytes | Write):
         return f"handler returned {type(writes).__name__}, not a list of Write"
     for w in writes:
         if not isinstance(w, Write):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 from enum import StrEnum
 from typing import Any
 
@@ -20,6 +21,9 @@ GOOD = Write.xadd("s", {"a": "1"})
         ([GOOD, Write.expire("k", 60)], None),
         ((GOOD,), None),
         ([], None),
+        (collections.deque([GOOD]), None),
+        ("XADD", "handler returned str, not a list of Write"),
+        ((w for w in [GOOD]), "handler returned generator, not a list of Write"),
         (None, "handler returned NoneType, not a list of Write"),
         (GOOD, "handler returned Write, not a list of Write"),
         ({"a": "1"}, "handler returned dict, not a list of Write"),
