@@ -631,40 +631,42 @@ def _commit_payload(
     """
     binary: list[bytes] = []
 
-    def encoded(value: object) -> str | int | list[int]:
+    def encoded(value: object) -> str | list[int] | None:
+        if isinstance(value, bytes):
+            try:
+                return value.decode()
+            except UnicodeDecodeError:
+                binary.append(value)
+                return [len(binary) + 2]  # ARGV index in Lua: group, payload, then these
         if isinstance(value, int) and not isinstance(value, bool):
-            return value  # orjson writes these itself; only the checked pass gets here
-        if not isinstance(value, bytes):
-            raise TypeError(f"a Write argument must be str or bytes, not {type(value)}")
-        try:
-            return value.decode()
-        except UnicodeDecodeError:
-            binary.append(value)
-            return [len(binary) + 2]  # ARGV index in Lua: group, payload, then these
+            return str(value)  # past 64 bits: orjson refuses it, Redis takes its digits
+        return None  # what Redis cannot take: the script refuses the entry, before its ack
 
-    def valid(text: str) -> str | int | list[int]:
+    def valid(text: str) -> str | list[int] | None:
         try:
             text.encode()
         except UnicodeEncodeError:
             return encoded(text.encode(errors="surrogatepass"))
         return text
 
+    def checked(args: object) -> list[str | list[int] | None] | None:
+        if not isinstance(args, tuple | list):
+            return None  # refused by the script, like any malformed write
+        return [valid(a) if isinstance(a, str) else encoded(a) for a in args]
+
     as_arrays = [(entry_id, [(w.op, w.key, w.args) for w in writes]) for entry_id, writes in batch]
     try:
         return orjson.dumps(as_arrays, default=encoded), binary
     except orjson.JSONEncodeError:
         binary.clear()
-    checked = [
-        (
-            entry_id,
-            [
-                (w.op, w.key, [valid(a) if isinstance(a, str) else encoded(a) for a in w.args])
-                for w in writes
-            ],
-        )
-        for entry_id, writes in batch
+    every_arg_checked = [
+        (entry_id, [(w.op, w.key, checked(w.args)) for w in writes]) for entry_id, writes in batch
     ]
-    return orjson.dumps(checked), binary
+    return orjson.dumps(every_arg_checked, default=_refused), binary
+
+
+def _refused(_: object) -> None:
+    """An op or key orjson cannot write goes as null: the script refuses its entry."""
 
 
 def _text(value: bytes | str) -> str:

@@ -334,6 +334,13 @@ MALFORMED = [
     ("no pairs", Write("HSET", "k", ()), "HSET k: 0 arguments"),
     ("seconds", Write("EXPIRE", "k", ("soon",)), "EXPIRE k: argument 1 is not a whole number"),
     ("zero ttl", Write("SET_NX", "k", ("v", "0")), "SET_NX k: argument 2 is not a whole number"),
+    ("an object", Write("XADD", "k", ("a", object())), "XADD k: argument 2 is not text"),  # type: ignore[arg-type]
+    (
+        "an object beside a lone surrogate",
+        Write("XADD", "k", ("a", "\ud800", "b", object())),  # type: ignore[arg-type]
+        "XADD k: argument 4 is not text",
+    ),
+    ("no args", Write("EXPIRE", "k", None), "EXPIRE k: no arguments"),  # type: ignore[arg-type]
 ]
 
 
