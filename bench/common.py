@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -52,8 +53,11 @@ def redis_server() -> Iterator[str]:
             server.stop()
 
 
-def deployment_fields(n: int) -> dict[str, str]:
-    """A ``deployment.started`` CloudEvent of the design's shape (~450 bytes)."""
+def deployment_fields(n: int, health_check: dict[str, Any] | None = None) -> dict[str, str]:
+    """A ``deployment.started`` CloudEvent of the design's shape (~450 bytes).
+
+    ``health_check`` replaces the default one (a cluster URL nobody polls here).
+    """
     data = {
         "deployment_id": f"dep-{n}",
         "service": "billing-api",
@@ -61,7 +65,8 @@ def deployment_fields(n: int) -> dict[str, str]:
         "environment": "production",
         "requested_by": "ci@example.com",
         "dependencies": [{"service": "auth-api", "version": "^2.1.0"}],
-        "health_check": {
+        "health_check": health_check
+        or {
             "url": "http://billing-api.prod.svc:8080/healthz",
             "expect_status": 200,
             "timeout_s": 2,

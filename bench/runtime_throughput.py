@@ -21,6 +21,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import anyio
 import redis.asyncio as aioredis
@@ -38,12 +39,14 @@ from printery.settings import load_settings
 from printery.worker import StreamWorker, WorkerDeps
 
 
-async def fill(url: str, stream: str, count: int) -> None:
+async def fill(
+    url: str, stream: str, count: int, health_check: dict[str, Any] | None = None
+) -> None:
     client = aioredis.Redis.from_url(url)
     for start in range(0, count, 1000):
         async with client.pipeline(transaction=False) as pipe:
             for n in range(start, min(count, start + 1000)):
-                pipe.xadd(stream, deployment_fields(n))  # type: ignore[arg-type]
+                pipe.xadd(stream, deployment_fields(n, health_check))  # type: ignore[arg-type]
             await pipe.execute()
     await client.aclose()
 

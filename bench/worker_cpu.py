@@ -18,12 +18,10 @@ is the figure to watch for a change in one worker's code.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
 import tempfile
-import uuid
 from pathlib import Path
 
 import anyio
@@ -52,41 +50,15 @@ WORKERS: tuple[type[StreamWorker], ...] = (
 )
 
 
-def started(n: int, health_url: str) -> dict[str, str]:
-    """A ``deployment.started`` of the design's shape, with one dependency and a health check."""
-    data = {
-        "deployment_id": f"dep-{n}",
-        "service": "billing-api",
-        "version": "1.4.2",
-        "environment": "production",
-        "requested_by": "ci@example.com",
-        "dependencies": [{"service": "auth-api", "version": "^2.1.0"}],
-        "health_check": {"url": health_url, "healthy_threshold": 1, "interval_s": 1},
-    }
-    return {
-        "specversion": "1.0",
-        "id": str(uuid.uuid4()),
-        "source": "bench",
-        "type": "deployment.started",
-        "time": "2026-11-22T00:00:00.000Z",
-        "subject": f"dep-{n}",
-        "datacontenttype": "application/json",
-        "data": json.dumps(data, separators=(",", ":")),
-    }
-
-
 async def one_round(url: str, prefix: str, count: int, port: int) -> dict[str, float]:
     """CPU µs per message: the baseline loop, then each worker on the previous one's output."""
     health_url, hook = f"http://127.0.0.1:{port}/healthz", f"http://127.0.0.1:{port}/hook"
     keys = Keys(prefix)
     client = aioredis.Redis.from_url(url)
-    await client.hset(keys.registry("production"), "auth-api", "2.3.0")
-    for start in range(0, count, 1000):
-        async with client.pipeline(transaction=False) as pipe:
-            for n in range(start, min(count, start + 1000)):
-                pipe.xadd(keys.started, started(n, health_url))  # type: ignore[arg-type]
-            await pipe.execute()
+    await client.hset(keys.registry("production"), "auth-api", "2.3.0")  # meets ^2.1.0
     await client.aclose()
+    check = {"url": health_url, "healthy_threshold": 1, "interval_s": 1}
+    await fill(url, keys.started, count, health_check=check)
 
     await fill(url, f"{prefix}:base", count)
     began = process_cpu_s()
