@@ -19,6 +19,7 @@ from printery.manager import WorkerManager
 from printery.settings import load_settings
 from printery.worker import WorkerDeps
 from tests.support.events import Recorder, handled
+from tests.support.harness import make_deps, running
 from tests.support.redis_server import RedisServer
 from tests.support.workers import EchoWorker
 
@@ -65,9 +66,7 @@ async def test_cpu_bound_handler_leaves_room_for_other_tasks(
     whole read batch (100) between two turns of the ticker.
     """
     recorder = Recorder()
-    worker = EchoWorker(_deps(real_adapter, prefix, ECHO_CONCURRENCY="1"))
-    manager = WorkerManager(emit=Hub([recorder]))
-    manager.register(worker)
+    worker = EchoWorker(make_deps(real_adapter, prefix, ECHO_CONCURRENCY="1"))
     for _ in range(300):
         await real_adapter.add(worker.stream, {"busy": "0.0005"})
     seen: list[int] = []  # messages begun, at each turn of the ticker
@@ -78,11 +77,9 @@ async def test_cpu_bound_handler_leaves_room_for_other_tasks(
             await anyio.lowlevel.checkpoint()
 
     async with anyio.create_task_group() as tg:
-        await tg.start(manager.run)
         tg.start_soon(ticker)
-        await manager.start_all()
-        await recorder.wait_for(lambda ev: len(handled(ev)) == 300)
-        await manager.stop_all()
+        async with running(worker, recorder=recorder):
+            await recorder.wait_for(lambda ev: len(handled(ev)) == 300)
         tg.cancel_scope.cancel()
     assert worker.concurrency == 1
     gaps = [b - a for a, b in itertools.pairwise(seen)]
@@ -100,18 +97,13 @@ async def test_waiting_handlers_leave_the_event_loop_idle(
     of the event loop: about 3 a message when waiting, 40-50 when polling.
     """
     recorder = Recorder()
-    worker = EchoWorker(_deps(real_adapter, prefix, ECHO_CONCURRENCY="4"))
-    manager = WorkerManager(emit=Hub([recorder]))
-    manager.register(worker)
+    worker = EchoWorker(make_deps(real_adapter, prefix, ECHO_CONCURRENCY="4"))
     for _ in range(200):
         await real_adapter.add(worker.stream, {"sleep": "0.02"})
-    async with anyio.create_task_group() as tg:
-        await tg.start(manager.run)
-        await manager.start_all()
+    async with running(worker, recorder=recorder):
         await recorder.wait_for(lambda ev: len(handled(ev)) >= 1)
         with _loop_turns() as turns:
             await recorder.wait_for(lambda ev: len(handled(ev)) == 200)
-        await manager.stop_all()
     assert turns[0] < 10 * 200, f"{turns[0]} turns of the event loop for 200 messages"
 
 
