@@ -52,22 +52,31 @@ class Receiver:
 
 
 @pytest.fixture
-async def serve() -> AsyncIterator[Any]:
+async def apps() -> AsyncIterator[Any]:
+    """Serve aiohttp routes on a free loopback port; returns the base URL."""
     runners: list[web.AppRunner] = []
 
-    async def start(receiver: Receiver) -> Receiver:
+    async def start(routes: list[web.RouteDef]) -> str:
         app = web.Application()
-        app.add_routes([web.post("/hook", receiver.hook)])
+        app.add_routes(routes)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.1)
         await runner.setup()
         runners.append(runner)
         await web.TCPSite(runner, "127.0.0.1", 0).start()
-        receiver.url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
-        return receiver
+        return f"http://127.0.0.1:{runner.addresses[0][1]}"
 
     yield start
     for runner in runners:
         await runner.cleanup()
+
+
+@pytest.fixture
+async def serve(apps: Any) -> Any:
+    async def start(receiver: Receiver) -> Receiver:
+        receiver.url = await apps([web.post("/hook", receiver.hook)]) + "/hook"
+        return receiver
+
+    return start
 
 
 @pytest.fixture
@@ -340,21 +349,15 @@ class Proxy:
 
 
 @pytest.fixture
-async def proxy(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Proxy]:
+async def proxy(apps: Any, monkeypatch: pytest.MonkeyPatch) -> Proxy:
     """A proxy on loopback, named by HTTP_PROXY, and nothing exempt from it."""
     proxy = Proxy()
-    app = web.Application()
-    app.add_routes([web.route("*", "/{tail:.*}", proxy.forward)])
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.1)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    proxy.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    proxy.url = await apps([web.route("*", "/{tail:.*}", proxy.forward)])
     for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HTTP_PROXY", proxy.url)
     monkeypatch.setenv("http_proxy", proxy.url)
-    yield proxy
-    await runner.cleanup()
+    return proxy
 
 
 async def test_webhooks_go_through_the_proxy_the_environment_names(
