@@ -50,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import free_port, machine, redis_server, round_trip_cpu, stop_processes
 from printery.envelope import Event
-from printery.keys import Keys
+from printery.redis.keys import Keys
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKERS = ("validator", "dependency-checker", "health-monitor", "notifier")

@@ -29,13 +29,13 @@ import redis.asyncio as aioredis
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import deployment_fields, machine, redis_server
-from printery.adapter import StreamAdapter, Write, connect, translated
 from printery.envelope import Event
-from printery.keys import Keys
 from printery.lifecycle import Hub, LifecycleEvent, MessageHandled
-from printery.manager import WorkerManager
 from printery.message import Message
+from printery.redis.adapter import StreamAdapter, Write, connect, translated
+from printery.redis.keys import Keys
 from printery.settings import load_settings
+from printery.supervisor.manager import WorkerManager
 from printery.worker import StreamWorker, WorkerDeps
 
 

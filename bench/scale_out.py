@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import SERVER_PIDS, free_port, machine, redis_server, stop_processes
 from bench.pipeline_latency import cpu_seconds, wait_http
 from bench.runtime_throughput import fill, output_fields
-from printery.keys import Keys
+from printery.redis.keys import Keys
 
 ROOT = Path(__file__).resolve().parent.parent
 

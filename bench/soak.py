@@ -68,7 +68,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import RedisServer, free_port
 from printery.envelope import Event
-from printery.keys import Keys
+from printery.redis.keys import Keys
 
 ROOT = Path(__file__).resolve().parent.parent
 PREFIX = "soak"

@@ -24,13 +24,13 @@ from anyio.abc import TaskStatus
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import machine, redis_server
-from printery.adapter import StreamAdapter, Write, connect
-from printery.keys import Keys
 from printery.lifecycle import Hub, LifecycleEvent, MessageHandled, WorkerState, WorkerStateChanged
-from printery.manager import WorkerManager
 from printery.message import Message
-from printery.restarts import RestartPolicy
+from printery.redis.adapter import StreamAdapter, Write, connect
+from printery.redis.keys import Keys
 from printery.settings import load_settings
+from printery.supervisor.manager import WorkerManager
+from printery.supervisor.restarts import RestartPolicy
 from printery.worker import StreamWorker, WorkerContext, WorkerDeps
 
 SLEEP_S = 1.0

@@ -23,10 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import machine, process_cpu_s, redis_server
 from bench.runtime_throughput import baseline, fill, run_until_handled
-from printery.adapter import StreamAdapter, connect
-from printery.keys import Keys
+from printery.pipeline.validator import ValidatorWorker
+from printery.redis.adapter import StreamAdapter, connect
+from printery.redis.keys import Keys
 from printery.settings import load_settings
-from printery.validator import ValidatorWorker
 from printery.worker import WorkerDeps
 
 

@@ -32,14 +32,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import free_port, machine, process_cpu_s, redis_server, stop_processes
 from bench.pipeline_latency import wait_http
 from bench.runtime_throughput import baseline, fill, run_until_handled
-from printery.adapter import StreamAdapter, connect
-from printery.dependency_checker import DependencyCheckerWorker
-from printery.health_monitor import HealthMonitorWorker
-from printery.keys import Keys
-from printery.logs import configure_logging
-from printery.notifier import NotifierWorker
+from printery.daemon.logs import configure_logging
+from printery.pipeline.dependency_checker import DependencyCheckerWorker
+from printery.pipeline.health_monitor import HealthMonitorWorker
+from printery.pipeline.notifier import NotifierWorker
+from printery.pipeline.validator import ValidatorWorker
+from printery.redis.adapter import StreamAdapter, connect
+from printery.redis.keys import Keys
 from printery.settings import load_settings
-from printery.validator import ValidatorWorker
 from printery.worker import StreamWorker, WorkerDeps
 
 WORKERS: tuple[type[StreamWorker], ...] = (

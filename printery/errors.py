@@ -9,7 +9,7 @@
      │    │    └── GroupMissing . the stream or its group vanished (deleted, flushed): recreate
      │    └── RedisPermanent .... bad credentials, wrong server, refused command: no retry loop
      ├── ConsumerNameTaken ...... another live daemon holds this CONSUMER_NAME
-     ├── Invalid ................ a deployment request the validator refuses (printery.deployment)
+     ├── Invalid ................ a deployment request the validator refuses (pipeline.deployment)
      ├── HandlerError ........... a handler's verdict on one message
      │    ├── RetryLater ........ transient: leave pending, redeliver after backoff
      │    │    └── Drained ...... the drain interrupted it: hand back, count no delivery

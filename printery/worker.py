@@ -29,86 +29,26 @@ names a callable taking :class:`WorkerDeps` and returning a :class:`Worker`.
 from __future__ import annotations
 
 import abc
-import importlib
-import math
-import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from importlib.metadata import entry_points
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from collections.abc import Callable, Sequence
+from typing import ClassVar, Protocol, runtime_checkable
 
 import anyio
 from anyio.abc import TaskStatus
 
-from printery.adapter import StreamAdapter, Write
-from printery.errors import ConfigError, Drained
-from printery.keys import Keys
-from printery.lifecycle import Emit, WorkerState
+from printery.context import WorkerContext, WorkerDeps
+from printery.engine.consumer import StreamConsumer, handler_progress
+from printery.errors import Drained
 from printery.message import Message
-from printery.runtime import StreamConsumer, handler_progress
-from printery.settings import WORKER_ALIASES, Settings
+from printery.redis.adapter import Write
 
 __all__ = [
-    "BUILTIN_FACTORIES",
-    "ENTRY_POINT_GROUP",
     "Message",
     "StreamWorker",
     "Worker",
     "WorkerContext",
     "WorkerDeps",
     "WorkerFactory",
-    "load_factory",
-    "start_levels",
 ]
-
-ENTRY_POINT_GROUP = "printery.workers"
-BUILTIN_FACTORIES = {
-    "validator": "printery.validator:ValidatorWorker",
-    "dependency-checker": "printery.dependency_checker:DependencyCheckerWorker",
-    "health-monitor": "printery.health_monitor:HealthMonitorWorker",
-    "notifier": "printery.notifier:NotifierWorker",
-}
-
-
-@dataclass(slots=True)
-class WorkerContext:
-    """What a worker run gets from the manager: its stop signal, beacon and state."""
-
-    name: str
-    emit: Emit
-    on_state: Callable[[WorkerState, str], None]
-    clock: Callable[[], float] = time.monotonic
-    stopping: anyio.Event = field(default_factory=anyio.Event)
-    last_beat: float = field(default=0.0)
-    # The last progress of the stalest handler still running (a consumer's), or
-    # None: read by the hang check, so the busy path never scans the handlers.
-    stalest_handler: Callable[[], float | None] = field(default=lambda: None)
-    # Set by the manager's drain (anyio time): shielded cleanup gives up at it,
-    # so a stalled Redis cannot stretch the drain past SHUTDOWN_TIMEOUT.
-    cleanup_deadline: float = math.inf
-
-    def __post_init__(self) -> None:
-        self.last_beat = self.clock()
-
-    def beat(self, within: float = 0.0) -> None:
-        """Record progress now; ``within`` > 0 promises the next within that many seconds."""
-        self.last_beat = self.clock() + within
-
-    def last_progress(self) -> float:
-        """When the worker last made progress: a running handler's stalest, else the loop's.
-
-        A handler that makes none for the hang timeout marks the worker hung
-        however busy the read loop and the other handlers are, and it is found
-        one hang timeout after its last progress, not two.
-        """
-        stalest = self.stalest_handler()
-        return self.last_beat if stalest is None else stalest
-
-    def running(self) -> None:
-        self.on_state(WorkerState.RUNNING, "")
-
-    def degraded(self, reason: str) -> None:
-        self.on_state(WorkerState.DEGRADED, reason)
 
 
 @runtime_checkable
@@ -119,16 +59,6 @@ class Worker(Protocol):
     depends_on: tuple[str, ...]
 
     async def serve(self, ctx: WorkerContext, *, task_status: TaskStatus[None]) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerDeps:
-    """What the daemon hands a worker factory."""
-
-    settings: Settings
-    adapter: StreamAdapter
-    keys: Keys
-    consumer: str
 
 
 WorkerFactory = Callable[[WorkerDeps], Worker]
@@ -218,64 +148,3 @@ class StreamWorker(abc.ABC):
         self.ctx = ctx
         self.consumer = StreamConsumer(self, self.deps, ctx)
         await self.consumer.run(task_status=task_status)
-
-
-def _resolve(path: str) -> Any:
-    module_name, _, attribute = path.partition(":")
-    if not module_name or not attribute:
-        raise ValueError(f"{path!r} is not module:attribute")
-    target: Any = importlib.import_module(module_name)
-    for part in attribute.split("."):
-        target = getattr(target, part)
-    return target
-
-
-def load_factory(name: str, extra: Mapping[str, str] | None = None) -> WorkerFactory:
-    """Find a worker factory by name: built-in, entry point, or ``module:attribute``."""
-    name = WORKER_ALIASES.get(name, name)
-    path = (extra or {}).get(name) or BUILTIN_FACTORIES.get(name)
-    if path is None and ":" not in name:
-        found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
-        if not found:
-            known = sorted(
-                {*BUILTIN_FACTORIES, *(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))}
-            )
-            raise ConfigError(
-                "WORKER_MODE",
-                f"unknown worker {name!r} (known: {', '.join(known)}, or a module:attribute path)",
-            )
-        path = found[0].value
-    try:
-        factory = _resolve(path or name)
-    except (ImportError, AttributeError, ValueError) as exc:
-        raise ConfigError("WORKER_MODE", f"cannot load worker {name!r}: {exc}") from None
-    if not callable(factory):
-        raise ConfigError("WORKER_MODE", f"worker {name!r} ({path or name}) is not callable")
-    return factory  # type: ignore[no-any-return]  # checked callable; the factory's type is the contract
-
-
-def start_levels(workers: Sequence[Worker], known: set[str]) -> list[list[Worker]]:
-    """Group workers into start levels by ``depends_on``; ConfigError on a cycle or unknown name.
-
-    A dependency on a known worker that is not selected here (it runs in
-    another process, say) only drops out of the ordering.
-    """
-    by_name = {w.name: w for w in workers}
-    for worker in workers:
-        for dep in worker.depends_on:
-            if dep not in by_name and dep not in known:
-                raise ConfigError(
-                    "WORKER_MODE", f"worker {worker.name!r} depends on unknown worker {dep!r}"
-                )
-    levels: list[list[Worker]] = []
-    placed: set[str] = set()
-    remaining = list(workers)
-    while remaining:
-        level = [w for w in remaining if {d for d in w.depends_on if d in by_name} <= placed]
-        if not level:
-            cycle = ", ".join(sorted(w.name for w in remaining))
-            raise ConfigError("WORKER_MODE", f"dependency cycle among workers: {cycle}")
-        levels.append(level)
-        placed.update(w.name for w in level)
-        remaining = [w for w in remaining if w.name not in placed]
-    return levels

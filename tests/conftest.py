@@ -10,7 +10,7 @@ import fakeredis
 import pytest
 import stamina.instrumentation
 
-from printery.adapter import StreamAdapter, connect
+from printery.redis.adapter import StreamAdapter, connect
 from tests.support.redis_server import RedisServer
 
 

@@ -101,7 +101,7 @@ def test_runtime_contract() -> None:
 def test_entry_point_is_the_packaged_console_script() -> None:
     """ENTRYPOINT printery-workers is the console script pyproject.toml declares."""
     pyproject = tomllib.loads((support.REPO / "pyproject.toml").read_text(encoding="utf-8"))
-    assert pyproject["project"]["scripts"]["printery-workers"] == "printery.launch:main"
+    assert pyproject["project"]["scripts"]["printery-workers"] == "printery.daemon.launch:main"
 
 
 def test_build_context_holds_what_the_builder_copies() -> None:
@@ -155,6 +155,6 @@ def test_wheel_builds_from_the_build_context(tmp_path: Path) -> None:
         [entry_points] = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
         scripts = configparser.ConfigParser()
         scripts.read_string(archive.read(entry_points).decode())
-    assert scripts["console_scripts"]["printery-workers"] == "printery.launch:main"
+    assert scripts["console_scripts"]["printery-workers"] == "printery.daemon.launch:main"
     assert {"printery/launch.py", "printery/daemon.py"} <= names
     assert "printery/py.typed" in names

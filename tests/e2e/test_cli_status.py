@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from printery import __version__
-from printery.cli import run
+from printery.cli.main import run
 from tests.e2e.daemon import ROOT, Daemon
 from tests.support.redis_server import RedisServer, free_port
 
@@ -31,7 +31,7 @@ WORKER_KEYS = {
     "state", "restarts", "uptime_s", "processed", "failed", "in_flight", "reason",
     "stream", "group",
 }  # fmt: skip
-CLI = [sys.executable, "-c", "from printery.cli import main; main()"]
+CLI = [sys.executable, "-c", "from printery.cli.main import main; main()"]
 
 
 @dataclass

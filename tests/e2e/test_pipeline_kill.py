@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from printery.publish import started_event
+from printery.pipeline.publish import started_event
 from tests.e2e.daemon import Daemon
 from tests.e2e.health_endpoint import HealthEndpoint
 from tests.e2e.ledger import publish

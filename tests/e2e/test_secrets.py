@@ -42,7 +42,7 @@ def test_secret_canaries_appear_in_no_log_endpoint_or_config(tmp_path: Path, pre
         daemon.send(signal.SIGTERM)
         assert daemon.wait_exit(timeout=20) == 0
         config = subprocess.run(
-            [sys.executable, "-c", "from printery.cli import main; main()", "config"],
+            [sys.executable, "-c", "from printery.cli.main import main; main()", "config"],
             env={**daemon.env},
             cwd=ROOT,
             capture_output=True,

@@ -243,7 +243,7 @@ def _replay_dead_letters(redis_server: RedisServer, prefix: str) -> str:
         "REDIS_URL": redis_server.url,
         "STREAM_PREFIX": prefix,
     }
-    command = "import sys; from printery.cli import main; sys.argv[0] = 'printery'; main()"
+    command = "import sys; from printery.cli.main import main; sys.argv[0] = 'printery'; main()"
     done = subprocess.run(
         [sys.executable, "-c", command, "dlq", "replay", "notifications", "--all"],
         env=env,

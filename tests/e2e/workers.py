@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import anyio
 from anyio.abc import TaskStatus
 
-from printery.adapter import Write
 from printery.message import Message
+from printery.redis.adapter import Write
 from printery.worker import WorkerContext, WorkerDeps
 from tests.support.workers import EchoWorker
 

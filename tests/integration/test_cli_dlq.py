@@ -12,12 +12,12 @@ from typing import Any
 import anyio
 import pytest
 
-from printery.adapter import StreamAdapter, Write
-from printery.cli import run
+from printery.cli.main import run
 from printery.errors import Permanent
 from printery.lifecycle import Outcome
 from printery.message import Message
-from printery.validator import ValidatorWorker
+from printery.pipeline.validator import ValidatorWorker
+from printery.redis.adapter import StreamAdapter, Write
 from printery.worker import StreamWorker
 from tests.support.events import Recorder, handled
 from tests.support.harness import make_deps, running

@@ -26,7 +26,7 @@ OUTCOMES = (
 def run_demo(path: str) -> tuple[subprocess.CompletedProcess[str], float]:
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-c", "from printery.cli import main; main()", "demo"],
+        [sys.executable, "-c", "from printery.cli.main import main; main()", "demo"],
         capture_output=True,
         text=True,
         timeout=45,

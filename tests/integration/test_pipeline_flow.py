@@ -14,17 +14,17 @@ import anyio
 import pytest
 from aiohttp import web
 
-from printery.adapter import StreamAdapter
-from printery.cli import run
-from printery.dependency_checker import DependencyCheckerWorker
+from printery.cli.main import run
 from printery.envelope import Event
-from printery.health_monitor import HealthMonitorWorker
 from printery.lifecycle import LifecycleEvent, MessageHandled, Outcome
-from printery.notifier import NotifierWorker, sign
-from printery.publish import started_event
+from printery.pipeline.dependency_checker import DependencyCheckerWorker
+from printery.pipeline.health_monitor import HealthMonitorWorker
+from printery.pipeline.notifier import NotifierWorker, sign
+from printery.pipeline.publish import started_event
+from printery.pipeline.timeline import read_timeline
+from printery.pipeline.validator import ValidatorWorker
+from printery.redis.adapter import StreamAdapter
 from printery.settings import BUILTIN_WORKERS
-from printery.timeline import read_timeline
-from printery.validator import ValidatorWorker
 from printery.worker import StreamWorker
 from tests.support.events import Recorder
 from tests.support.harness import make_deps, running

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 import anyio
 import pytest
 
-from printery.adapter import StreamAdapter, Write, connect
 from printery.errors import RedisUnavailable
 from printery.lifecycle import (
     HandlerRaised,
@@ -21,7 +20,8 @@ from printery.lifecycle import (
     WorkerRestartScheduled,
 )
 from printery.message import Message
-from printery.restarts import RestartPolicy
+from printery.redis.adapter import StreamAdapter, Write, connect
+from printery.supervisor.restarts import RestartPolicy
 from printery.worker import WorkerDeps
 from tests.support.events import Recorder, handled
 from tests.support.harness import make_deps, running

@@ -12,11 +12,11 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from printery.adapter import StreamAdapter
-from printery.keys import Keys
 from printery.lifecycle import Hub, Outcome
-from printery.manager import WorkerManager
+from printery.redis.adapter import StreamAdapter
+from printery.redis.keys import Keys
 from printery.settings import load_settings
+from printery.supervisor.manager import WorkerManager
 from printery.worker import WorkerDeps
 from tests.support.events import Recorder, handled
 from tests.support.harness import make_deps, running

@@ -5,8 +5,8 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from printery.adapter import StreamAdapter, connect
 from printery.lifecycle import Outcome, WorkerRestartScheduled
+from printery.redis.adapter import StreamAdapter, connect
 from tests.support.events import Recorder, handled
 from tests.support.harness import make_deps, running
 from tests.support.redis_server import RedisServer

@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from printery.adapter import StreamAdapter
 from printery.envelope import Event
-from printery.keys import Keys
 from printery.lifecycle import Outcome, WorkerRestartScheduled
-from printery.validator import ValidatorWorker
+from printery.pipeline.validator import ValidatorWorker
+from printery.redis.adapter import StreamAdapter
+from printery.redis.keys import Keys
 from tests.support.events import Recorder, handled
 from tests.support.harness import make_deps, running
 

@@ -8,11 +8,11 @@ from typing import Any
 
 import anyio
 
-from printery.adapter import StreamAdapter
-from printery.keys import Keys
 from printery.lifecycle import Hub
-from printery.manager import WorkerManager
+from printery.redis.adapter import StreamAdapter
+from printery.redis.keys import Keys
 from printery.settings import Settings, load_settings
+from printery.supervisor.manager import WorkerManager
 from printery.worker import Worker, WorkerDeps
 from tests.support.events import Recorder
 

@@ -16,9 +16,9 @@ from collections.abc import Sequence
 import anyio
 from anyio.abc import TaskStatus
 
-from printery.adapter import Write
 from printery.errors import Permanent, RetryLater
 from printery.message import Message
+from printery.redis.adapter import Write
 from printery.worker import StreamWorker, WorkerContext, WorkerDeps
 
 

@@ -12,8 +12,8 @@ from typing import Any
 import anyio
 import pytest
 
-from printery.adapter import Entry, GroupStats, StreamAdapter, Write
 from printery.errors import GroupMissing
+from printery.redis.adapter import Entry, GroupStats, StreamAdapter, Write
 
 pytestmark = pytest.mark.timeout(20)
 

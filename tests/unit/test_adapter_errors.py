@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from redis._parsers import _RESP2Parser
 
-from printery.adapter import translated
 from printery.errors import GroupMissing, RedisError, RedisPermanent, RedisUnavailable
+from printery.redis.adapter import translated
 
 pytestmark = pytest.mark.timeout(10)
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from printery.cli import run
+from printery.cli.main import run
 from printery.settings import Settings
 
 pytestmark = pytest.mark.timeout(10)

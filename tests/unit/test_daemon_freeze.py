@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from printery.daemon import _start_then_freeze
+from printery.daemon.serve import _start_then_freeze
 
 pytestmark = pytest.mark.timeout(10)
 

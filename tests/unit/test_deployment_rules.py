@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from printery.deployment import (
+from printery.pipeline.deployment import (
     Dependency,
     Deployment,
     HealthCheck,

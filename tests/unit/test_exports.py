@@ -15,7 +15,7 @@ pytestmark = pytest.mark.timeout(10)
 
 MODULES = [
     "printery",
-    *sorted(f"printery.{info.name}" for info in pkgutil.iter_modules(printery.__path__)),
+    *sorted(info.name for info in pkgutil.walk_packages(printery.__path__, "printery.")),
 ]
 
 

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
+from printery.daemon.logs import configure_logging, log_sink
 from printery.lifecycle import MessageHandled, Outcome
-from printery.logs import configure_logging, log_sink
 
 pytestmark = pytest.mark.timeout(10)
 

@@ -20,10 +20,11 @@ from printery.lifecycle import (
     WorkerState,
     WorkerStateChanged,
 )
-from printery.manager import WorkerManager
-from printery.restarts import RestartPolicy
 from printery.settings import BUILTIN_WORKERS
-from printery.worker import WorkerContext, start_levels
+from printery.supervisor.manager import WorkerManager
+from printery.supervisor.ordering import start_levels
+from printery.supervisor.restarts import RestartPolicy
+from printery.worker import WorkerContext
 from tests.support.events import Recorder
 
 pytestmark = pytest.mark.timeout(20)

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from printery.cli import build_parser, run
-from printery.publish import UsageProblem, deployment_data, new_traceparent, started_event
+from printery.cli.main import build_parser, run
+from printery.pipeline.publish import UsageProblem, deployment_data, new_traceparent, started_event
 from tests.support.redis_server import free_port
 
 pytestmark = pytest.mark.timeout(10)

@@ -9,12 +9,12 @@ from typing import Any
 import anyio
 import pytest
 
-from printery.adapter import StreamAdapter, Write
-from printery.dependency_checker import DependencyCheckerWorker
 from printery.envelope import Event
 from printery.errors import Permanent
 from printery.lifecycle import LifecycleEvent, MessageHandled, Outcome
 from printery.message import Message
+from printery.pipeline.dependency_checker import DependencyCheckerWorker
+from printery.redis.adapter import StreamAdapter, Write
 from printery.settings import BUILTIN_WORKERS
 from tests.support.events import Recorder
 from tests.support.harness import make_deps, running

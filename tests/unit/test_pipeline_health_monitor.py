@@ -11,10 +11,10 @@ import anyio
 import pytest
 from aiohttp import web
 
-from printery.adapter import StreamAdapter, Write
 from printery.envelope import Event
-from printery.health_monitor import HealthMonitorWorker
 from printery.message import Message
+from printery.pipeline.health_monitor import HealthMonitorWorker
+from printery.redis.adapter import StreamAdapter, Write
 from tests.support.harness import make_deps
 from tests.support.redis_server import free_port
 

@@ -15,11 +15,11 @@ import pytest
 import structlog
 from aiohttp import web
 
-from printery.adapter import StreamAdapter, Write
 from printery.envelope import Event
 from printery.errors import RedisUnavailable, RetryLater
 from printery.message import Message
-from printery.notifier import NotifierWorker, sign
+from printery.pipeline.notifier import NotifierWorker, sign
+from printery.redis.adapter import StreamAdapter, Write
 from tests.support.harness import make_deps
 from tests.support.redis_server import free_port
 

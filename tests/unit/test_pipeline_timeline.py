@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from printery.adapter import StreamAdapter
-from printery.keys import Keys
-from printery.timeline import LOG_CAP, format_timeline, read_timeline, timeline_writes
+from printery.pipeline.timeline import LOG_CAP, format_timeline, read_timeline, timeline_writes
+from printery.redis.adapter import StreamAdapter
+from printery.redis.keys import Keys
 
 pytestmark = pytest.mark.timeout(10)
 

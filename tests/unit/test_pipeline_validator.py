@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from printery.adapter import StreamAdapter, Write
 from printery.envelope import Event
 from printery.errors import Permanent
 from printery.message import Message
-from printery.validator import ValidatorWorker, derived_id
+from printery.pipeline.validator import ValidatorWorker, derived_id
+from printery.redis.adapter import StreamAdapter, Write
 from tests.support.harness import make_deps
 
 pytestmark = pytest.mark.timeout(10)

@@ -12,12 +12,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from printery.adapter import StreamAdapter
 from printery.envelope import MalformedEvent
 from printery.errors import Permanent
-from printery.keys import Keys
 from printery.message import Message
-from printery.validator import ValidatorWorker
+from printery.pipeline.validator import ValidatorWorker
+from printery.redis.adapter import StreamAdapter
+from printery.redis.keys import Keys
 from tests.support.harness import make_deps
 
 pytestmark = pytest.mark.timeout(120)

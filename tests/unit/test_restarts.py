@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from printery.restarts import RestartBudget, RestartPolicy
+from printery.supervisor.restarts import RestartBudget, RestartPolicy
 
 pytestmark = pytest.mark.timeout(10)
 

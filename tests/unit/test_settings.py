@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from printery.daemon.discovery import load_factory
 from printery.errors import ConfigError
 from printery.settings import BUILTIN_WORKERS, Settings, load_settings
-from printery.worker import load_factory
 
 pytestmark = pytest.mark.timeout(10)
 

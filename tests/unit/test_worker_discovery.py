@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from printery.daemon.discovery import load_factory
 from printery.errors import ConfigError
-from printery.worker import load_factory
 from tests.support.workers import CrashingWorker, EchoWorker
 
 pytestmark = pytest.mark.timeout(10)

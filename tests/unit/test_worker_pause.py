@@ -6,9 +6,9 @@ import anyio
 import fakeredis
 import pytest
 
-from printery.adapter import StreamAdapter
 from printery.errors import RetryLater
 from printery.lifecycle import Hub
+from printery.redis.adapter import StreamAdapter
 from printery.worker import WorkerContext
 from tests.support.harness import make_deps
 from tests.support.workers import EchoWorker

@@ -14,7 +14,6 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from printery import __version__
-from printery.adapter import GroupStats
 from printery.lifecycle import (
     HandlerRaised,
     LifecycleEvent,
@@ -25,7 +24,8 @@ from printery.lifecycle import (
     WorkerRestartScheduled,
     WorkerState,
 )
-from printery.manager import WorkerStatus
+from printery.redis.adapter import GroupStats
+from printery.supervisor.manager import WorkerStatus
 
 __all__ = ["Metrics"]
 

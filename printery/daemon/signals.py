@@ -1,4 +1,4 @@
-"""``printery-workers``'s entry point: hear SIGTERM before the heavy imports.
+"""Signals that arrive before the daemon listens: remembered, not fatal.
 
 Importing the daemon (redis, aiohttp, pydantic, structlog, prometheus) takes
 about half a second, and a SIGTERM in that time (a rollout scaling down a pod
@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
-from collections.abc import Sequence
 from types import FrameType
-from typing import NoReturn
 
-__all__ = ["early_signals", "listen_early", "main"]
+__all__ = ["early_signals", "listen_early"]
 
 _received: list[int] = []
 
@@ -37,10 +34,3 @@ def listen_early() -> None:
 def early_signals() -> list[int]:
     """The signals that arrived before the daemon listened (none unless listen_early ran)."""
     return list(_received)
-
-
-def main(argv: Sequence[str] | None = None) -> NoReturn:
-    listen_early()
-    from printery.daemon import run  # noqa: PLC0415 - the point: after the handlers
-
-    sys.exit(run(argv))

@@ -14,9 +14,9 @@ import sys
 import uuid
 from typing import Any
 
-from printery.adapter import StreamAdapter
 from printery.envelope import Event
-from printery.keys import Keys
+from printery.redis.adapter import StreamAdapter
+from printery.redis.keys import Keys
 
 __all__ = [
     "UsageProblem",

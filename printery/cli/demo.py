@@ -37,16 +37,16 @@ import stamina.instrumentation
 from aiohttp import web
 from anyio.abc import Process
 
-from printery.adapter import StreamAdapter, connect
-from printery.daemon import build_manager
+from printery.daemon.logs import configure_logging, log_sink
+from printery.daemon.serve import build_manager
 from printery.errors import RedisUnavailable
-from printery.keys import Keys
 from printery.lifecycle import Hub, LifecycleEvent, MessageHandled, Outcome
-from printery.logs import configure_logging, log_sink
-from printery.notifier import sign
-from printery.publish import started_event
+from printery.pipeline.notifier import sign
+from printery.pipeline.publish import started_event
+from printery.pipeline.timeline import format_timeline, read_timeline
+from printery.redis.adapter import StreamAdapter, connect
+from printery.redis.keys import Keys
 from printery.settings import load_settings
-from printery.timeline import format_timeline, read_timeline
 from printery.worker import WorkerDeps
 
 __all__ = ["run_demo"]

@@ -45,12 +45,12 @@ from dataclasses import dataclass
 import aiohttp
 import anyio
 
-from printery.adapter import Write
-from printery.deployment import Deployment, HealthCheck
-from printery.http_worker import HttpStreamWorker
 from printery.message import Message
-from printery.timeline import timeline_writes
-from printery.validator import deployment_fields, read_deployment, rules_from, successor
+from printery.pipeline.deployment import Deployment, HealthCheck
+from printery.pipeline.http_worker import HttpStreamWorker
+from printery.pipeline.timeline import timeline_writes
+from printery.pipeline.validator import deployment_fields, read_deployment, rules_from, successor
+from printery.redis.adapter import Write
 from printery.worker import WorkerDeps
 
 __all__ = ["HealthMonitorWorker", "WatchResult"]

@@ -3,7 +3,7 @@
 ::
 
     started entry ─► size ─► fields decode ─► CloudEvents attributes ─► data: JSON object,
-                     every rule of printery.deployment
+                     every rule of printery.pipeline.deployment
         all good ──────────────► deployment.validated  (keys.validated; the normalised request)
         any reason, id known ──► deployment.rejected   (keys.notifications; every reason at once)
         any reason, no id ─────► Permanent: dead letter (no one to tell, nowhere to file it)
@@ -29,20 +29,20 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from printery.adapter import Write
-from printery.deployment import (
+from printery.envelope import SPECVERSION, Event, MalformedEvent, compact_json, now_rfc3339
+from printery.errors import Permanent
+from printery.message import Message
+from printery.pipeline.deployment import (
     Deployment,
     Invalid,
     ValidationRules,
     parse_data,
     validate_deployment,
 )
-from printery.envelope import SPECVERSION, Event, MalformedEvent, compact_json, now_rfc3339
-from printery.errors import Permanent
-from printery.keys import Keys
-from printery.message import Message
+from printery.pipeline.timeline import timeline_writes
+from printery.redis.adapter import Write
+from printery.redis.keys import Keys
 from printery.settings import Settings
-from printery.timeline import timeline_writes
 from printery.worker import StreamWorker, WorkerDeps
 
 __all__ = [
@@ -56,7 +56,7 @@ __all__ = [
 STARTED = "deployment.started"
 _SOURCE = "printery/validator"
 _REQUIRED = ("specversion", "id", "source", "type")
-# The same shape printery.deployment accepts for deployment_id: it becomes a subject and a key.
+# The shape printery.pipeline.deployment accepts for deployment_id: it becomes a subject, a key.
 _DEPLOYMENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _TRACEPARENT = re.compile(
     r"(?!ff)[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}"

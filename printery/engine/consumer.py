@@ -43,7 +43,6 @@ import stamina
 from anyio.abc import TaskGroup, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from printery.adapter import Entry, Write, outputs_problem
 from printery.envelope import MalformedEvent, now_rfc3339
 from printery.errors import (
     Drained,
@@ -53,7 +52,6 @@ from printery.errors import (
     RetryLater,
     find,
 )
-from printery.keys import Keys
 from printery.lifecycle import (
     ConsumersReaped,
     HandlerRaised,
@@ -64,9 +62,12 @@ from printery.lifecycle import (
     RedisConnectivity,
 )
 from printery.message import Message
+from printery.redis.adapter import Entry, Write, outputs_problem
+from printery.redis.keys import Keys
 
 if TYPE_CHECKING:
-    from printery.worker import StreamWorker, WorkerContext, WorkerDeps
+    from printery.context import WorkerContext, WorkerDeps
+    from printery.worker import StreamWorker
 
 __all__ = ["StreamConsumer", "handler_progress"]
 

@@ -29,9 +29,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from printery.adapter import StreamAdapter, Write
 from printery.envelope import compact_json, now_rfc3339
-from printery.keys import Keys
+from printery.redis.adapter import StreamAdapter, Write
+from printery.redis.keys import Keys
 
 __all__ = [
     "DEFAULT_TTL_S",

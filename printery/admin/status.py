@@ -41,12 +41,12 @@ from typing import Any
 
 import anyio
 
-from printery.adapter import StreamAdapter, StreamInfo
+from printery.admin.tables import format_duration, render_table, shorten
 from printery.envelope import now_rfc3339
 from printery.errors import RedisPermanent, RedisUnavailable
-from printery.keys import Keys
+from printery.redis.adapter import StreamAdapter, StreamInfo
+from printery.redis.keys import Keys
 from printery.settings import Settings
-from printery.tables import format_duration, render_table, shorten
 
 __all__ = ["STALE_AFTER_INTERVALS", "add_status_parser", "collect_status", "format_status", "run"]
 

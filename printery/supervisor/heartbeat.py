@@ -30,11 +30,11 @@ from typing import Any
 import anyio
 
 from printery import __version__
-from printery.adapter import StreamAdapter
 from printery.envelope import now_rfc3339
 from printery.errors import ConsumerNameTaken, RedisPermanent, RedisUnavailable
 from printery.lifecycle import LifecycleEvent, MessageHandled, Outcome
-from printery.manager import WorkerStatus
+from printery.redis.adapter import StreamAdapter
+from printery.supervisor.manager import WorkerStatus
 
 __all__ = ["Feed", "Heartbeat"]
 

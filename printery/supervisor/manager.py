@@ -43,8 +43,9 @@ from printery.lifecycle import (
     WorkerState,
     WorkerStateChanged,
 )
-from printery.restarts import RestartBudget, RestartPolicy
-from printery.worker import Worker, WorkerContext, start_levels
+from printery.supervisor.ordering import start_levels
+from printery.supervisor.restarts import RestartBudget, RestartPolicy
+from printery.worker import Worker, WorkerContext
 
 __all__ = ["WorkerManager", "WorkerStatus"]
 

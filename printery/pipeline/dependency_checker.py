@@ -42,12 +42,12 @@ from typing import Any
 
 import anyio
 
-from printery.adapter import Write
-from printery.deployment import Dependency, Deployment, range_satisfied
 from printery.envelope import Event
 from printery.message import Message
-from printery.timeline import timeline_writes
-from printery.validator import deployment_fields, read_deployment, rules_from, successor
+from printery.pipeline.deployment import Dependency, Deployment, range_satisfied
+from printery.pipeline.timeline import timeline_writes
+from printery.pipeline.validator import deployment_fields, read_deployment, rules_from, successor
+from printery.redis.adapter import Write
 from printery.worker import StreamWorker, WorkerDeps
 
 __all__ = ["DependencyCheckerWorker", "describe_unmet"]

@@ -10,9 +10,9 @@ from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 
 from printery import __version__
+from printery.daemon.metrics import Metrics
 from printery.errors import ConfigError
-from printery.manager import WorkerManager
-from printery.metrics import Metrics
+from printery.supervisor.manager import WorkerManager
 
 __all__ = ["Endpoints"]
 

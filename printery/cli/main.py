@@ -4,9 +4,9 @@ Commands that talk to Redis connect once and ping first: an unreachable (or
 refusing) Redis is one line, ``printery: cannot reach Redis at <url>: <why>``,
 and exit 2. A bad ``--redis-url`` (or any setting) is one line naming it, exit 2.
 
-The commands live in their own modules: ``status`` (printery.status), ``dlq``
-(printery.dlq), ``publish`` (printery.publish), ``deployment``
-(printery.timeline), ``demo`` (printery.demo); ``config`` is here.
+The commands live in their own modules: ``status`` (printery.admin.status), ``dlq``
+(printery.admin.dlq), ``publish`` (printery.pipeline.publish), ``deployment``
+(printery.pipeline.timeline), ``demo`` (printery.cli.demo); ``config`` is here.
 """
 
 from __future__ import annotations
@@ -20,21 +20,22 @@ from typing import NoReturn
 
 import anyio
 
-from printery import __version__, dlq, status
-from printery.adapter import StreamAdapter, connect
-from printery.deployment import Invalid, validate_deployment
+from printery import __version__
+from printery.admin import dlq, status
 from printery.errors import ConfigError, RedisError, RedisPermanent, RedisUnavailable
-from printery.keys import Keys
-from printery.publish import (
+from printery.pipeline.deployment import Invalid, validate_deployment
+from printery.pipeline.publish import (
     UsageProblem,
     add_publish_parser,
     deployment_data,
     publish_started,
     started_event,
 )
+from printery.pipeline.timeline import format_timeline, read_timeline
+from printery.pipeline.validator import rules_from
+from printery.redis.adapter import StreamAdapter, connect
+from printery.redis.keys import Keys
 from printery.settings import SECRET_FIELDS, Settings, load_settings
-from printery.timeline import format_timeline, read_timeline
-from printery.validator import rules_from
 
 __all__ = ["main", "run"]
 
@@ -131,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
 def run(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "demo":
-        from printery.demo import run_demo  # noqa: PLC0415 - aiohttp servers load only for the demo
+        from printery.cli.demo import run_demo  # noqa: PLC0415 - aiohttp servers load only for the demo
 
         return run_demo(verbose=args.verbose)
     try:

@@ -25,7 +25,11 @@ import stamina.instrumentation
 from anyio.abc import TaskStatus
 
 from printery import __version__
-from printery.adapter import GroupStats, StreamAdapter, connect
+from printery.daemon.discovery import load_factory
+from printery.daemon.logs import configure_logging, get_logger, log_sink
+from printery.daemon.metrics import Metrics
+from printery.daemon.signals import early_signals, listen_early
+from printery.daemon.web import Endpoints
 from printery.errors import (
     ConfigError,
     ConsumerNameTaken,
@@ -33,17 +37,14 @@ from printery.errors import (
     RedisUnavailable,
     find,
 )
-from printery.heartbeat import Feed, Heartbeat
-from printery.keys import Keys
-from printery.launch import early_signals, listen_early
 from printery.lifecycle import Emit, Hub
-from printery.logs import configure_logging, get_logger, log_sink
-from printery.manager import WorkerManager
-from printery.metrics import Metrics
-from printery.restarts import RestartPolicy
+from printery.redis.adapter import GroupStats, StreamAdapter, connect
+from printery.redis.keys import Keys
 from printery.settings import BUILTIN_WORKERS, Settings, load_settings
-from printery.web import Endpoints
-from printery.worker import StreamWorker, Worker, WorkerDeps, load_factory
+from printery.supervisor.heartbeat import Feed, Heartbeat
+from printery.supervisor.manager import WorkerManager
+from printery.supervisor.restarts import RestartPolicy
+from printery.worker import StreamWorker, Worker, WorkerDeps
 
 __all__ = ["build_manager", "build_parser", "main", "run"]
 
@@ -115,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     # A SIGTERM during start-up (Redis not yet answering) must drain like any
     # other, not kill the process: remembered until the loop listens.
-    # (printery.launch:main, the installed entry point, does this before importing us.)
+    # (printery.daemon.launch:main, the installed entry point, does this before importing us.)
     listen_early()
     sys.exit(run(argv))
 

@@ -10,7 +10,7 @@ the prefix (``started``, ``validated``, ``dependencies-satisfied``,
   starts, so a message that fails again is not replayed twice); each one is
   added back to its stream without the dead-letter fields and with
   ``replayed_from``, and removed from ``<stream>:dead``, atomically
-  (:meth:`~printery.adapter.StreamAdapter.replay_dead`).
+  (:meth:`~printery.redis.adapter.StreamAdapter.replay_dead`).
 - ``purge``: every dead letter, or those dead-lettered before ``--older-than``
   (by Redis's clock, which stamps the ids); asks first unless ``--yes``. Dead
   letters that arrive while the question waits are never purged.
@@ -31,10 +31,10 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from printery.adapter import DEAD_LETTER_FIELDS, Entry, StreamAdapter
-from printery.keys import DEAD_SUFFIX, Keys
-from printery.publish import UsageProblem
-from printery.tables import parse_duration, render_table, shorten
+from printery.admin.tables import parse_duration, render_table, shorten
+from printery.pipeline.publish import UsageProblem
+from printery.redis.adapter import DEAD_LETTER_FIELDS, Entry, StreamAdapter
+from printery.redis.keys import DEAD_SUFFIX, Keys
 
 __all__ = ["DlqRequest", "add_dlq_parser", "ask", "dlq_request", "resolve_stream", "run"]
 

@@ -44,17 +44,17 @@ import aiohttp
 import anyio
 import stamina
 from aiohttp.helpers import basicauth_from_netrc, get_env_proxy_for_url, netrc_from_env
+from structlog import get_logger
 from yarl import URL
 
 from printery import __version__
-from printery.adapter import Write
 from printery.envelope import Event, compact_json, now_rfc3339
 from printery.errors import Permanent, RedisUnavailable, RetryLater
-from printery.http_worker import HttpStreamWorker
-from printery.logs import get_logger
 from printery.message import Message
+from printery.pipeline.http_worker import HttpStreamWorker
+from printery.pipeline.timeline import timeline_writes
+from printery.redis.adapter import Write
 from printery.settings import Settings, redact_url
-from printery.timeline import timeline_writes
 from printery.worker import WorkerDeps
 
 __all__ = ["Delivery", "NotifierWorker", "sign"]

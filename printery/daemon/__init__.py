@@ -1,0 +1,3 @@
+"""The ``printery-workers`` daemon: settings and flags, wiring, endpoints, metrics, logs."""
+
+__all__: list[str] = []
