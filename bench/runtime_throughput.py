@@ -32,8 +32,9 @@ from bench.common import deployment_fields, machine, redis_server
 from printery.envelope import Event
 from printery.lifecycle import Hub, LifecycleEvent, MessageHandled
 from printery.message import Message
-from printery.redis.adapter import StreamAdapter, Write, connect, translated
+from printery.redis.adapter import StreamAdapter, connect, translated
 from printery.redis.keys import Keys
+from printery.redis.writes import Write
 from printery.settings import load_settings
 from printery.supervisor.manager import WorkerManager
 from printery.worker import StreamWorker, WorkerDeps

@@ -26,8 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import machine, redis_server
 from printery.lifecycle import Hub, LifecycleEvent, MessageHandled, WorkerState, WorkerStateChanged
 from printery.message import Message
-from printery.redis.adapter import StreamAdapter, Write, connect
+from printery.redis.adapter import StreamAdapter, connect
 from printery.redis.keys import Keys
+from printery.redis.writes import Write
 from printery.settings import load_settings
 from printery.supervisor.manager import WorkerManager
 from printery.supervisor.restarts import RestartPolicy

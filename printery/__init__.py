@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from printery.errors import Permanent, PrinteryError, RetryLater
     from printery.message import Message
-    from printery.redis.adapter import Write
+    from printery.redis.writes import Write
     from printery.worker import StreamWorker, Worker, WorkerContext, WorkerDeps
 
 try:
@@ -48,7 +48,7 @@ _WHERE = {
     "Worker": "printery.worker",
     "WorkerContext": "printery.worker",
     "WorkerDeps": "printery.worker",
-    "Write": "printery.redis.adapter",
+    "Write": "printery.redis.writes",
 }
 
 

@@ -6,6 +6,8 @@ keeps working; new code imports ``from printery import Write``.
 
 from __future__ import annotations
 
-from printery.redis.adapter import Entry, StreamAdapter, Write, connect
+from printery.redis.adapter import StreamAdapter, connect
+from printery.redis.replies import Entry
+from printery.redis.writes import Write
 
 __all__ = ["Entry", "StreamAdapter", "Write", "connect"]

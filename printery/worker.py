@@ -39,7 +39,7 @@ from printery.context import WorkerContext, WorkerDeps
 from printery.engine.consumer import StreamConsumer, handler_progress
 from printery.errors import Drained
 from printery.message import Message
-from printery.redis.adapter import Write
+from printery.redis.writes import Write
 
 __all__ = [
     "Message",

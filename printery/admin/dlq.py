@@ -33,8 +33,9 @@ from typing import Any
 
 from printery.admin.tables import parse_duration, render_table, shorten
 from printery.pipeline.publish import UsageProblem
-from printery.redis.adapter import DEAD_LETTER_FIELDS, Entry, StreamAdapter
+from printery.redis.adapter import DEAD_LETTER_FIELDS, StreamAdapter
 from printery.redis.keys import DEAD_SUFFIX, Keys
+from printery.redis.replies import Entry
 
 __all__ = ["DlqRequest", "add_dlq_parser", "ask", "dlq_request", "resolve_stream", "run"]
 

@@ -44,8 +44,9 @@ import anyio
 from printery.admin.tables import format_duration, render_table, shorten
 from printery.envelope import now_rfc3339
 from printery.errors import RedisPermanent, RedisUnavailable
-from printery.redis.adapter import StreamAdapter, StreamInfo
+from printery.redis.adapter import StreamAdapter
 from printery.redis.keys import Keys
+from printery.redis.replies import StreamInfo
 from printery.settings import Settings
 
 __all__ = ["STALE_AFTER_INTERVALS", "add_status_parser", "collect_status", "format_status", "run"]

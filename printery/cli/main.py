@@ -23,7 +23,7 @@ import anyio
 from printery import __version__
 from printery.admin import dlq, status
 from printery.errors import ConfigError, RedisError, RedisPermanent, RedisUnavailable
-from printery.pipeline.deployment import Invalid, validate_deployment
+from printery.pipeline.deployment import Invalid
 from printery.pipeline.publish import (
     UsageProblem,
     add_publish_parser,
@@ -31,6 +31,7 @@ from printery.pipeline.publish import (
     publish_started,
     started_event,
 )
+from printery.pipeline.rules import validate_deployment
 from printery.pipeline.timeline import format_timeline, read_timeline
 from printery.pipeline.validator import rules_from
 from printery.redis.adapter import StreamAdapter, connect

@@ -24,7 +24,7 @@ from printery.lifecycle import (
     WorkerRestartScheduled,
     WorkerState,
 )
-from printery.redis.adapter import GroupStats
+from printery.redis.replies import GroupStats
 from printery.supervisor.manager import WorkerStatus
 
 __all__ = ["Metrics"]

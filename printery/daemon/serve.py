@@ -38,8 +38,9 @@ from printery.errors import (
     find,
 )
 from printery.lifecycle import Emit, Hub
-from printery.redis.adapter import GroupStats, StreamAdapter, connect
+from printery.redis.adapter import StreamAdapter, connect
 from printery.redis.keys import Keys
+from printery.redis.replies import GroupStats
 from printery.settings import BUILTIN_WORKERS, Settings, load_settings
 from printery.supervisor.heartbeat import Feed, Heartbeat
 from printery.supervisor.manager import WorkerManager

@@ -27,14 +27,11 @@ deadline cancels whatever is still running; those messages stay pending.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import functools
 import math
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
 import anyio
@@ -43,7 +40,10 @@ import stamina
 from anyio.abc import TaskGroup, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from printery.envelope import MalformedEvent, now_rfc3339
+from printery.engine.committer import Committing
+from printery.engine.maintenance import Maintaining
+from printery.engine.state import HANDLING, Commit, Handled, handler_progress
+from printery.envelope import MalformedEvent
 from printery.errors import (
     Drained,
     GroupMissing,
@@ -53,70 +53,31 @@ from printery.errors import (
     find,
 )
 from printery.lifecycle import (
-    ConsumersReaped,
     HandlerRaised,
     MessageHandled,
-    MessagesClaimed,
-    MessagesHandedBack,
     Outcome,
     RedisConnectivity,
 )
 from printery.message import Message
-from printery.redis.adapter import Entry, Write, outputs_problem
 from printery.redis.keys import Keys
+from printery.redis.replies import Entry
+from printery.redis.writes import outputs_problem
 
 if TYPE_CHECKING:
     from printery.context import WorkerContext, WorkerDeps
-    from printery.worker import StreamWorker
 
 __all__ = ["StreamConsumer", "handler_progress"]
 
-# Which consumer and message the current handler task is working on, so that
-# StreamWorker.beat() inside a handler credits the right message.
-_HANDLING: contextvars.ContextVar[tuple[StreamConsumer, str] | None] = contextvars.ContextVar(
-    "printery_handling", default=None
-)
-
-
-def handler_progress(within: float = 0.0) -> bool:
-    """Record progress of the handler running in this task; False outside a handler.
-
-    ``within`` > 0 promises the next progress within that many seconds (a
-    bounded wait ahead): the hang detector counts from then, not from now.
-    """
-    current = _HANDLING.get()
-    if current is None:
-        return False
-    consumer, entry_id = current
-    if entry_id in consumer.running:
-        consumer.running[entry_id] = consumer.ctx.clock() + within
-    consumer.progress()
-    return True
-
-
 T = TypeVar("T")
 
-_COMMIT_BATCH = 256
-_COMMIT_LINGER_S = 0.002  # longest a result waits for others to share its round trip
 _SLICE_S = 0.001  # longest a handler task takes buffered messages without yielding
 _RECONNECT_S = (0.1, 5.0)  # first and largest delay between reconnect attempts
 
 
-@dataclass(slots=True)
-class _Commit:
-    """A finished handler's result, waiting for the committer."""
-
-    entry: Entry
-    writes: Sequence[Write]
-    outcome: Outcome
-    started: float
-    reason: str = ""
-
-
-class StreamConsumer:
+class StreamConsumer(Committing, Maintaining):
     """One worker's consumer of one group; lives for one run of the worker."""
 
-    def __init__(self, worker: StreamWorker, deps: WorkerDeps, ctx: WorkerContext) -> None:
+    def __init__(self, worker: Handled, deps: WorkerDeps, ctx: WorkerContext) -> None:
         settings = deps.settings
         self.worker = worker
         self.adapter = deps.adapter
@@ -147,7 +108,7 @@ class StreamConsumer:
         self._degraded = False
         self._recover_after: str | None = "0"
         self._buffer_send, self._buffer_recv = anyio.create_memory_object_stream[Entry](math.inf)
-        self._commit_send, self._commit_recv = anyio.create_memory_object_stream[_Commit](math.inf)
+        self._commit_send, self._commit_recv = anyio.create_memory_object_stream[Commit](math.inf)
         self._read_scope = anyio.CancelScope()
         self._side: TaskGroup
 
@@ -203,10 +164,6 @@ class StreamConsumer:
                     )
         with anyio.CancelScope(deadline=self._cleanup_deadline(2)):
             await self._forget_self()
-
-    def _cleanup_deadline(self, at_most_s: float) -> float:
-        """When a cleanup step gives up: ``at_most_s`` from now, or the drain's deadline."""
-        return min(anyio.current_time() + at_most_s, self.ctx.cleanup_deadline)
 
     async def _cancel_on_stop(self, scope: anyio.CancelScope) -> None:
         await self.ctx.stopping.wait()
@@ -275,17 +232,6 @@ class StreamConsumer:
         self._recover_after = entries[-1].id if entries else None
         return [e for e in entries if e.id not in self.held]
 
-    def _accept(self, entry: Entry) -> None:
-        if entry.id in self.held:
-            return
-        self.held[entry.id] = entry
-        self._buffer_send.send_nowait(entry)
-
-    def _release(self, entry_id: str) -> None:
-        self.held.pop(entry_id, None)
-        self.started.discard(entry_id)
-        self._space.set()
-
     async def _reconnecting(self, op: Callable[[], Awaitable[T]]) -> T:
         """Run ``op`` until Redis answers; meanwhile the worker is degraded, never crashed."""
         async for attempt in stamina.retry_context(
@@ -326,7 +272,7 @@ class StreamConsumer:
     # -- handling ----------------------------------------------------------------
 
     async def _handler_loop(
-        self, buffer: MemoryObjectReceiveStream[Entry], commits: MemoryObjectSendStream[_Commit]
+        self, buffer: MemoryObjectReceiveStream[Entry], commits: MemoryObjectSendStream[Commit]
     ) -> None:
         async with buffer, commits:
             yield_at = 0.0
@@ -355,22 +301,18 @@ class StreamConsumer:
                 if len(self.started) >= len(self.held):
                     self._space.set()  # the last one buffered: the read loop may read now
                 self.running[entry.id] = self.ctx.clock()
-                token = _HANDLING.set((self, entry.id))
+                token = HANDLING.set((self, entry.id))
                 try:
                     await self._process(entry, commits)
                 finally:
-                    _HANDLING.reset(token)
+                    HANDLING.reset(token)
                     self.running.pop(entry.id, None)
                 self.progress()  # a handler finished
-
-    def progress(self) -> None:
-        """Tell the hang detector the loop made progress (a running handler's is in ``running``)."""
-        self.ctx.beat()
 
     def _stalest_handler(self) -> float | None:
         return min(self.running.values(), default=None)
 
-    async def _process(self, entry: Entry, commits: MemoryObjectSendStream[_Commit]) -> None:
+    async def _process(self, entry: Entry, commits: MemoryObjectSendStream[Commit]) -> None:
         """Run the handler; its result goes to the committer, and the slot moves on at once."""
         started = time.perf_counter()
         if entry.fields is None:
@@ -413,36 +355,18 @@ class StreamConsumer:
                 self.ctx.emit(HandlerRaised(self.worker.name, self.stream, entry.id, problem, ""))
                 self._retry(entry, problem, commits, started)
                 return
-            commits.send_nowait(_Commit(entry, writes, Outcome.ACKED, started))
+            commits.send_nowait(Commit(entry, writes, Outcome.ACKED, started))
 
     def _dead_letter(
-        self, entry: Entry, reason: str, commits: MemoryObjectSendStream[_Commit], started: float
+        self, entry: Entry, reason: str, commits: MemoryObjectSendStream[Commit], started: float
     ) -> None:
         commits.send_nowait(self._dead_letter_commit(entry, reason, started))
-
-    def _dead_letter_commit(self, entry: Entry, reason: str, started: float) -> _Commit:
-        """The commit that acks ``entry`` and adds it, with the reason, to ``<stream>:dead``."""
-        fields: dict[str, str | bytes] = {
-            k.decode(errors="replace"): v for k, v in (entry.fields or {}).items()
-        }
-        fields.update(
-            {
-                "error": reason[:2000],
-                "deliveries": str(entry.deliveries),
-                "failed_at": now_rfc3339(),
-                "original_id": entry.id,
-                "original_stream": self.stream,
-                "group": self.group,
-            }
-        )
-        dead = [Write.xadd(Keys.dead(self.stream), fields)]
-        return _Commit(entry, dead, Outcome.DEAD_LETTERED, started, reason)
 
     def _retry(
         self,
         entry: Entry,
         reason: str,
-        commits: MemoryObjectSendStream[_Commit],
+        commits: MemoryObjectSendStream[Commit],
         started: float,
         *,
         counted: bool = True,
@@ -493,204 +417,3 @@ class StreamConsumer:
             return
         self.held[entry.id] = again
         self._buffer_send.send_nowait(again)
-
-    def _finish(self, entry: Entry, outcome: Outcome, started: float, reason: str) -> None:
-        self._release(entry.id)
-        self.ctx.emit(
-            MessageHandled(
-                self.worker.name,
-                self.stream,
-                entry.id,
-                outcome,
-                time.perf_counter() - started,
-                entry.deliveries,
-                reason,
-            )
-        )
-
-    async def _committer(self) -> None:
-        """Commit finished handlers' results in batches: one round trip for many messages."""
-        async with self._commit_recv:
-            async for first in self._commit_recv:
-                batch = [first]
-                await self._gather(batch, anyio.current_time() + _COMMIT_LINGER_S)
-                while batch:
-                    batch = await self._commit_batch(batch)
-
-    async def _gather(self, batch: list[_Commit], linger_until: float) -> None:
-        """Add the results that come in while handlers still have read messages to get through.
-
-        Waits for them, never polls: a handler waiting on I/O (a webhook, a health
-        endpoint) may take the whole linger, and polling meanwhile burns the CPU.
-        """
-        while len(batch) < _COMMIT_BATCH:
-            try:
-                batch.append(self._commit_recv.receive_nowait())
-                continue
-            except anyio.WouldBlock:
-                if not self._buffer_send.statistics().current_buffer_used:
-                    return  # nothing read is left to wait for: commit now
-            except anyio.EndOfStream:
-                return
-            with anyio.move_on_at(linger_until):
-                try:
-                    batch.append(await self._commit_recv.receive())
-                except anyio.EndOfStream:
-                    return
-                continue
-            return  # lingered long enough
-
-    async def _commit_batch(self, batch: list[_Commit]) -> list[_Commit]:
-        """Commit, finish what went through; return the dead letters still to commit."""
-        results = await self._reconnecting(functools.partial(self._commit_once, batch))
-        again: list[_Commit] = []
-        for request, result in zip(batch, results, strict=True):
-            if isinstance(result, str):
-                reason = f"cannot write the outputs: {result}"
-                if request.outcome is Outcome.DEAD_LETTERED:
-                    # Even <stream>:dead is unusable: it stays pending, and says so loudly.
-                    self.ctx.emit(
-                        HandlerRaised(self.worker.name, self.stream, request.entry.id, reason, "")
-                    )
-                    self._release(request.entry.id)
-                else:
-                    again.append(self._dead_letter_commit(request.entry, reason, request.started))
-                continue
-            reason = request.reason or ("" if result else "already acked")
-            self._finish(request.entry, request.outcome, request.started, reason)
-        return again
-
-    async def _commit_once(self, batch: list[_Commit]) -> list[bool | str]:
-        # One attempt is shielded, so the drain's soft deadline never splits a commit
-        # from its bookkeeping; the backoff between attempts stays cancellable. Past
-        # the cleanup deadline (Redis stalled) the reply is given up on: the script
-        # is atomic, so the entry is either acked with its outputs or still pending.
-        with anyio.CancelScope(shield=True, deadline=self.ctx.cleanup_deadline):
-            return await self.adapter.commit(
-                self.stream, self.group, [(c.entry.id, c.writes) for c in batch]
-            )
-        await anyio.lowlevel.checkpoint()  # the drain's cancellation, now past the deadline
-        raise RedisUnavailable("commit reply given up at the shutdown deadline")
-
-    # -- maintenance: refresh, claim, reap ----------------------------------------
-
-    async def _maintenance(self) -> None:
-        refresh_every = self.claim_idle_ms / 3000
-        next_claim = next_reap = time.monotonic()
-        while True:
-            try:
-                await self._refresh_held()
-                now = time.monotonic()
-                if now >= next_claim:
-                    next_claim = now + self.claim_interval_s
-                    await self._claim()
-                if now >= next_reap:
-                    next_reap = now + max(60.0, self.claim_interval_s)
-                    gone = await self.adapter.reap_consumers(
-                        self.stream,
-                        self.group,
-                        idle_ms=self.reap_idle_ms,
-                        heartbeat_prefix=self.heartbeat_prefix,
-                    )
-                    if gone:
-                        self.ctx.emit(ConsumersReaped(self.worker.name, self.stream, tuple(gone)))
-            except RedisUnavailable:
-                pass  # the read loop reports the outage and reconnects
-            await anyio.sleep(min(refresh_every, self.claim_interval_s))
-
-    async def _refresh_held(self) -> None:
-        if self.held:
-            await self.adapter.refresh(self.stream, self.group, self.consumer, list(self.held))
-
-    async def _claim(self) -> None:
-        cursor = "0-0"
-        while not self.ctx.stopping.is_set():
-            free = self.limit - len(self.held)
-            if free <= 0:
-                return
-            cursor, entries, deleted = await self.adapter.autoclaim(
-                self.stream,
-                self.group,
-                self.consumer,
-                min_idle_ms=self.claim_idle_ms,
-                start=cursor,
-                count=min(free, self.batch_size),
-            )
-            fresh = [e for e in entries if e.id not in self.held]
-            if fresh or deleted:
-                self.ctx.emit(
-                    MessagesClaimed(self.worker.name, self.stream, len(fresh), tuple(deleted))
-                )
-            for entry_id in deleted:
-                await self._account_deleted(entry_id)
-            for entry in fresh:
-                self._accept(entry)
-            if cursor == "0-0":
-                return
-
-    async def _account_deleted(self, entry_id: str) -> None:
-        """A pending entry whose message was trimmed: Redis dropped it; keep a record."""
-        await self.adapter.add(
-            Keys.dead(self.stream),
-            {
-                "error": "entry was deleted from the stream (trimmed) while pending",
-                "deliveries": "0",
-                "failed_at": now_rfc3339(),
-                "original_id": entry_id,
-                "original_stream": self.stream,
-                "group": self.group,
-            },
-        )
-        self.ctx.emit(
-            MessageHandled(
-                self.worker.name,
-                self.stream,
-                entry_id,
-                Outcome.DEAD_LETTERED,
-                0.0,
-                0,
-                "trimmed while pending",
-            )
-        )
-
-    # -- drain -------------------------------------------------------------------
-
-    async def _drain(self) -> None:
-        """Hand back what never started, then let running handlers finish and commit."""
-        await self._hand_back(exclude=self.started, counted=set())
-        self._buffer_send.close()  # handler loops skip what was handed back, then end
-        self._commit_send.close()  # the committer ends once every handler loop has
-
-    async def _hand_back(self, exclude: set[str], counted: set[str]) -> None:
-        """Make our pending messages (but ``exclude``) claimable by a live consumer now.
-
-        Asks Redis rather than trusting ``held``: a read cancelled by the drain
-        may have been delivered into our pending list all the same. Only
-        ``counted`` ones (cut short mid-handler: maybe the message's fault,
-        a hang) keep the delivery; the others never ran.
-        """
-        try:
-            pending = await self.adapter.own_pending_ids(self.stream, self.group, self.consumer)
-        except RedisUnavailable:
-            return  # they stay pending and are claimed after CLAIM_IDLE_MS
-        back = [i for i in pending if i not in exclude]
-        await self._hand_back_ids([i for i in back if i in counted])
-        await self._hand_back_ids([i for i in back if i not in counted], uncount=True)
-
-    async def _hand_back_ids(self, ids: list[str], *, uncount: bool = False) -> None:
-        if not ids:
-            return
-        try:
-            count = await self.adapter.hand_back(
-                self.stream, self.group, self.consumer, ids, uncount=uncount
-            )
-        except RedisUnavailable:
-            return  # they stay pending and are claimed after CLAIM_IDLE_MS
-        self.ctx.emit(MessagesHandedBack(self.worker.name, self.stream, count))
-        for entry_id in ids:
-            self._release(entry_id)
-
-    async def _forget_self(self) -> None:
-        # If Redis is away, a leftover name is reaped later by a live daemon.
-        with contextlib.suppress(RedisUnavailable):
-            await self.adapter.forget_consumer(self.stream, self.group, self.consumer)

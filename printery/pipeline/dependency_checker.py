@@ -44,10 +44,11 @@ import anyio
 
 from printery.envelope import Event
 from printery.message import Message
-from printery.pipeline.deployment import Dependency, Deployment, range_satisfied
+from printery.pipeline.deployment import Dependency, Deployment
+from printery.pipeline.targets import range_satisfied
 from printery.pipeline.timeline import timeline_writes
 from printery.pipeline.validator import deployment_fields, read_deployment, rules_from, successor
-from printery.redis.adapter import Write
+from printery.redis.writes import Write
 from printery.worker import StreamWorker, WorkerDeps
 
 __all__ = ["DependencyCheckerWorker", "describe_unmet"]

@@ -50,7 +50,7 @@ from printery.pipeline.deployment import Deployment, HealthCheck
 from printery.pipeline.http_worker import HttpStreamWorker
 from printery.pipeline.timeline import timeline_writes
 from printery.pipeline.validator import deployment_fields, read_deployment, rules_from, successor
-from printery.redis.adapter import Write
+from printery.redis.writes import Write
 from printery.worker import WorkerDeps
 
 __all__ = ["HealthMonitorWorker", "WatchResult"]

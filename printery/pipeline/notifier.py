@@ -53,7 +53,7 @@ from printery.errors import Permanent, RedisUnavailable, RetryLater
 from printery.message import Message
 from printery.pipeline.http_worker import HttpStreamWorker
 from printery.pipeline.timeline import timeline_writes
-from printery.redis.adapter import Write
+from printery.redis.writes import Write
 from printery.settings import Settings, redact_url
 from printery.worker import WorkerDeps
 

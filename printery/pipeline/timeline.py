@@ -30,8 +30,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from printery.envelope import compact_json, now_rfc3339
-from printery.redis.adapter import StreamAdapter, Write
+from printery.redis.adapter import StreamAdapter
 from printery.redis.keys import Keys
+from printery.redis.writes import Write
 
 __all__ = [
     "DEFAULT_TTL_S",

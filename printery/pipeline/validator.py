@@ -32,16 +32,11 @@ from typing import Any
 from printery.envelope import SPECVERSION, Event, MalformedEvent, compact_json, now_rfc3339
 from printery.errors import Permanent
 from printery.message import Message
-from printery.pipeline.deployment import (
-    Deployment,
-    Invalid,
-    ValidationRules,
-    parse_data,
-    validate_deployment,
-)
+from printery.pipeline.deployment import Deployment, Invalid, ValidationRules, parse_data
+from printery.pipeline.rules import validate_deployment
 from printery.pipeline.timeline import timeline_writes
-from printery.redis.adapter import Write
 from printery.redis.keys import Keys
+from printery.redis.writes import Write
 from printery.settings import Settings
 from printery.worker import StreamWorker, WorkerDeps
 

@@ -8,7 +8,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from printery.message import Message
-from printery.redis.adapter import Write
+from printery.redis.writes import Write
 from printery.worker import WorkerContext, WorkerDeps
 from tests.support.workers import EchoWorker
 

@@ -17,7 +17,8 @@ from printery.errors import Permanent
 from printery.lifecycle import Outcome
 from printery.message import Message
 from printery.pipeline.validator import ValidatorWorker
-from printery.redis.adapter import StreamAdapter, Write
+from printery.redis.adapter import StreamAdapter
+from printery.redis.writes import Write
 from printery.worker import StreamWorker
 from tests.support.events import Recorder, handled
 from tests.support.harness import make_deps, running

@@ -20,7 +20,8 @@ from printery.lifecycle import (
     WorkerRestartScheduled,
 )
 from printery.message import Message
-from printery.redis.adapter import StreamAdapter, Write, connect
+from printery.redis.adapter import StreamAdapter, connect
+from printery.redis.writes import Write
 from printery.supervisor.restarts import RestartPolicy
 from printery.worker import WorkerDeps
 from tests.support.events import Recorder, handled

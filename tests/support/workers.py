@@ -18,7 +18,7 @@ from anyio.abc import TaskStatus
 
 from printery.errors import Permanent, RetryLater
 from printery.message import Message
-from printery.redis.adapter import Write
+from printery.redis.writes import Write
 from printery.worker import StreamWorker, WorkerContext, WorkerDeps
 
 

@@ -13,7 +13,9 @@ import anyio
 import pytest
 
 from printery.errors import GroupMissing
-from printery.redis.adapter import Entry, GroupStats, StreamAdapter, Write
+from printery.redis.adapter import StreamAdapter
+from printery.redis.replies import Entry, GroupStats
+from printery.redis.writes import Write
 
 pytestmark = pytest.mark.timeout(20)
 

@@ -19,11 +19,10 @@ from printery.pipeline.deployment import (
     HealthCheck,
     Invalid,
     ValidationRules,
-    host_allowed,
     parse_data,
-    range_satisfied,
-    validate_deployment,
 )
+from printery.pipeline.rules import validate_deployment
+from printery.pipeline.targets import host_allowed, range_satisfied
 
 RULES = ValidationRules()
 DELETE = object()

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from printery.redis.adapter import Write, outputs_problem
+from printery.redis.writes import Write, outputs_problem
 
 pytestmark = pytest.mark.timeout(10)
 

@@ -14,7 +14,8 @@ from printery.errors import Permanent
 from printery.lifecycle import LifecycleEvent, MessageHandled, Outcome
 from printery.message import Message
 from printery.pipeline.dependency_checker import DependencyCheckerWorker
-from printery.redis.adapter import StreamAdapter, Write
+from printery.redis.adapter import StreamAdapter
+from printery.redis.writes import Write
 from printery.settings import BUILTIN_WORKERS
 from tests.support.events import Recorder
 from tests.support.harness import make_deps, running

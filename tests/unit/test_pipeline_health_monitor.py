@@ -14,7 +14,8 @@ from aiohttp import web
 from printery.envelope import Event
 from printery.message import Message
 from printery.pipeline.health_monitor import HealthMonitorWorker
-from printery.redis.adapter import StreamAdapter, Write
+from printery.redis.adapter import StreamAdapter
+from printery.redis.writes import Write
 from tests.support.harness import make_deps
 from tests.support.redis_server import free_port
 

@@ -19,7 +19,8 @@ from printery.envelope import Event
 from printery.errors import RedisUnavailable, RetryLater
 from printery.message import Message
 from printery.pipeline.notifier import NotifierWorker, sign
-from printery.redis.adapter import StreamAdapter, Write
+from printery.redis.adapter import StreamAdapter
+from printery.redis.writes import Write
 from tests.support.harness import make_deps
 from tests.support.redis_server import free_port
 

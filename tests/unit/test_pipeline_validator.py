@@ -13,7 +13,8 @@ from printery.envelope import Event
 from printery.errors import Permanent
 from printery.message import Message
 from printery.pipeline.validator import ValidatorWorker, derived_id
-from printery.redis.adapter import StreamAdapter, Write
+from printery.redis.adapter import StreamAdapter
+from printery.redis.writes import Write
 from tests.support.harness import make_deps
 
 pytestmark = pytest.mark.timeout(10)

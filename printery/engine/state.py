@@ -1,0 +1,135 @@
+"""What one consumer run holds, shared by its parts: reading, handling, committing, maintenance.
+
+The parts are mixins over one state, so each lives in a module of its own
+while they share the bookkeeping of held messages without indirection on the
+hot path (a message crosses every part once).
+"""
+
+from __future__ import annotations
+
+import abc
+import contextvars
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, TypeVar
+
+import anyio
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from printery.lifecycle import Outcome
+from printery.message import Message
+from printery.redis.adapter import StreamAdapter
+from printery.redis.replies import Entry
+from printery.redis.writes import Write
+
+if TYPE_CHECKING:
+    from printery.context import WorkerContext
+
+__all__ = ["HANDLING", "Commit", "ConsumerState", "Handled", "handler_progress"]
+
+T = TypeVar("T")
+
+
+class Handled(Protocol):
+    """What the engine needs of a worker: its names, its limits, and its handler."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def stream(self) -> str: ...
+    @property
+    def group(self) -> str: ...
+    @property
+    def concurrency(self) -> int: ...
+    @property
+    def max_in_flight(self) -> int: ...
+    @property
+    def hang_timeout(self) -> float: ...
+
+    async def handle(self, message: Message) -> Sequence[Write]: ...
+
+
+@dataclass(slots=True)
+class Commit:
+    """A finished handler's result, waiting for the committer."""
+
+    entry: Entry
+    writes: Sequence[Write]
+    outcome: Outcome
+    started: float
+    reason: str = ""
+
+
+# Which consumer and message the current handler task is working on, so that
+# StreamWorker.beat() inside a handler credits the right message.
+HANDLING: contextvars.ContextVar[tuple[ConsumerState, str] | None] = contextvars.ContextVar(
+    "printery_handling", default=None
+)
+
+
+def handler_progress(within: float = 0.0) -> bool:
+    """Record progress of the handler running in this task; False outside a handler.
+
+    ``within`` > 0 promises the next progress within that many seconds (a
+    bounded wait ahead): the hang detector counts from then, not from now.
+    """
+    current = HANDLING.get()
+    if current is None:
+        return False
+    consumer, entry_id = current
+    if entry_id in consumer.running:
+        consumer.running[entry_id] = consumer.ctx.clock() + within
+    consumer.progress()
+    return True
+
+
+class ConsumerState(abc.ABC):
+    """The state of one consumer run; see :class:`~printery.engine.consumer.StreamConsumer`."""
+
+    worker: Handled
+    adapter: StreamAdapter
+    ctx: WorkerContext
+    stream: str
+    group: str
+    consumer: str
+    heartbeat_prefix: str
+    batch_size: int
+    claim_idle_ms: int
+    claim_interval_s: float
+    reap_idle_ms: int
+    limit: int
+    held: dict[str, Entry]  # read and not yet acked: buffered, running, or committing
+    started: set[str]  # held messages whose handler has started
+    running: dict[str, float]  # message id -> last progress of its running handler
+    _late_hand_back: list[str]
+    _interrupted: list[str]
+    _space: anyio.Event
+    _buffer_send: MemoryObjectSendStream[Entry]
+    _buffer_recv: MemoryObjectReceiveStream[Entry]
+    _commit_send: MemoryObjectSendStream[Commit]
+    _commit_recv: MemoryObjectReceiveStream[Commit]
+    _side: TaskGroup
+
+    @abc.abstractmethod
+    async def _reconnecting(self, op: Callable[[], Awaitable[T]]) -> T:
+        """Run ``op`` until Redis answers; meanwhile the worker is degraded, never crashed."""
+
+    def progress(self) -> None:
+        """Tell the hang detector the loop made progress (a running handler's is in ``running``)."""
+        self.ctx.beat()
+
+    def _cleanup_deadline(self, at_most_s: float) -> float:
+        """When a cleanup step gives up: ``at_most_s`` from now, or the drain's deadline."""
+        return min(anyio.current_time() + at_most_s, self.ctx.cleanup_deadline)
+
+    def _accept(self, entry: Entry) -> None:
+        if entry.id in self.held:
+            return
+        self.held[entry.id] = entry
+        self._buffer_send.send_nowait(entry)
+
+    def _release(self, entry_id: str) -> None:
+        self.held.pop(entry_id, None)
+        self.started.discard(entry_id)
+        self._space.set()
