@@ -15,6 +15,7 @@ from dataclasses import dataclass
 __all__ = [
     "ConsumersReaped",
     "Emit",
+    "HandlerHung",
     "HandlerRaised",
     "Hub",
     "LifecycleEvent",
@@ -60,6 +61,7 @@ class WorkerCrashed:
     worker: str
     kind: str  # "crash", "hang", "returned", "permanent"
     error: str
+    traceback: str = ""  # a crash's, formatted
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +86,17 @@ class MessageHandled:
     duration_s: float
     deliveries: int
     reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerHung:
+    """A handler made no progress for its hang timeout: cut alone, its message retried."""
+
+    worker: str
+    stream: str
+    message_id: str
+    subject: str
+    silent_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +147,7 @@ LifecycleEvent = (
     | WorkerRestartScheduled
     | WorkerFailed
     | MessageHandled
+    | HandlerHung
     | HandlerRaised
     | MessagesClaimed
     | MessagesHandedBack

@@ -14,6 +14,7 @@ import structlog
 
 from printery.lifecycle import (
     ConsumersReaped,
+    HandlerHung,
     HandlerRaised,
     LifecycleEvent,
     MessageHandled,
@@ -86,8 +87,25 @@ def log_sink(consumer: str) -> Any:
                     state=new.value,
                     reason=reason,
                 )
-            case WorkerCrashed(worker, kind, error):
-                log.error("printery.worker_crashed", worker=worker, kind=kind, error=error)
+            case WorkerCrashed(worker, kind, error, trace):
+                # ``exception`` is the key structlog renders as lines on a console
+                # and keeps as one string in JSON.
+                log.error(
+                    "printery.worker_crashed",
+                    worker=worker,
+                    kind=kind,
+                    error=error,
+                    exception=trace or None,
+                )
+            case HandlerHung(worker, stream, message_id, subject, silent_s):
+                log.warning(
+                    "printery.handler_hung",
+                    worker=worker,
+                    stream=stream,
+                    message_id=message_id,
+                    subject=subject or None,
+                    silent_s=round(silent_s, 3),
+                )
             case WorkerRestartScheduled(worker, attempt, delay_s):
                 log.warning(
                     "printery.worker_restart_scheduled",
@@ -117,7 +135,7 @@ def log_sink(consumer: str) -> Any:
                     stream=stream,
                     message_id=message_id,
                     error=error,
-                    traceback=trace,
+                    exception=trace or None,
                 )
             case MessagesClaimed(worker, stream, count, deleted):
                 log.info(

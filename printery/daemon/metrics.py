@@ -15,6 +15,7 @@ from prometheus_client.registry import Collector
 
 from printery import __version__
 from printery.lifecycle import (
+    HandlerHung,
     HandlerRaised,
     LifecycleEvent,
     MessageHandled,
@@ -123,6 +124,12 @@ class Metrics:
         self.errors = Counter(
             "printery_worker_errors", "Worker crashes and handler errors", ["worker"], registry=r
         )
+        self.hung = Counter(
+            "printery_handlers_hung",
+            "Handlers cut after no progress for their hang timeout (their message retried)",
+            ["worker"],
+            registry=r,
+        )
         self.redis_up = Gauge(
             "printery_redis_up", "1 when Redis answered the last attempt", registry=r
         )
@@ -147,6 +154,9 @@ class Metrics:
             case WorkerRestartScheduled(worker=worker):
                 self.restarts.labels(worker).inc()
             case WorkerCrashed(worker=worker) | HandlerRaised(worker=worker):
+                self.errors.labels(worker).inc()
+            case HandlerHung(worker=worker):
+                self.hung.labels(worker).inc()
                 self.errors.labels(worker).inc()
             case RedisConnectivity(up=up):
                 self.redis_up.set(1 if up else 0)

@@ -27,6 +27,7 @@ deadline cancels whatever is still running; those messages stay pending.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import time
@@ -53,6 +54,7 @@ from printery.errors import (
     find,
 )
 from printery.lifecycle import (
+    HandlerHung,
     HandlerRaised,
     MessageHandled,
     Outcome,
@@ -104,6 +106,12 @@ class StreamConsumer(Committing, Maintaining):
         self.hang_timeout = worker.hang_timeout
         self._late_hand_back: list[str] = []
         self._interrupted: list[str] = []
+        # Handlers the watchdog may cut, the ones it cut (and when), and messages
+        # that failed and wait for their redelivery: those spent their delivery.
+        self._scopes: dict[str, anyio.CancelScope] = {}
+        self._cut: dict[str, float] = {}
+        self._backing_off: set[str] = set()
+        self._watch = anyio.Event()
         self._space = anyio.Event()
         self._degraded = False
         self._recover_after: str | None = "0"
@@ -140,6 +148,7 @@ class StreamConsumer(Committing, Maintaining):
                     self._side = side
                     side.start_soon(self._stop_watcher)
                     side.start_soon(self._maintenance)
+                    side.start_soon(self._watchdog)
                     await self._read_loop(task_status)
                     side.cancel_scope.cancel()
                 await self._drain()
@@ -160,7 +169,8 @@ class StreamConsumer(Committing, Maintaining):
                 # back so a live consumer takes it now rather than after CLAIM_IDLE_MS.
                 with anyio.CancelScope(shield=True, deadline=self._cleanup_deadline(2)):
                     await self._hand_back(
-                        exclude=set(), counted={*self.started, *self._late_hand_back}
+                        exclude=set(),
+                        counted={*self.started, *self._late_hand_back, *self._backing_off},
                     )
         with anyio.CancelScope(deadline=self._cleanup_deadline(2)):
             await self._forget_self()
@@ -188,8 +198,12 @@ class StreamConsumer(Committing, Maintaining):
                 and self.held
                 and (free <= 0 or len(self.started) < len(self.held))
             ):
+                # Waiting for room is alive: beat every half hang timeout meanwhile, so
+                # only a loop that has stopped looks hung (handlers have the watchdog).
                 self._space = anyio.Event()
-                await self._space.wait()
+                with anyio.move_on_after(self.hang_timeout / 2):
+                    await self._space.wait()
+                self.progress()
                 continue
             if not announced:
                 task_status.started()
@@ -301,16 +315,71 @@ class StreamConsumer(Committing, Maintaining):
                 if len(self.started) >= len(self.held):
                     self._space.set()  # the last one buffered: the read loop may read now
                 self.running[entry.id] = self.ctx.clock()
+                if not self._watch.is_set():
+                    self._watch.set()
                 token = HANDLING.set((self, entry.id))
+                started = time.perf_counter()
                 try:
-                    await self._process(entry, commits)
+                    with anyio.CancelScope() as scope:
+                        self._scopes[entry.id] = scope
+                        await self._process(entry, commits)
                 finally:
                     HANDLING.reset(token)
                     self.running.pop(entry.id, None)
+                    self._scopes.pop(entry.id, None)
+                    cut = self._cut.pop(entry.id, None) is not None
+                if cut and scope.cancelled_caught:
+                    reason = f"hung: no progress for {self.hang_timeout:g} s"
+                    self._retry(entry, reason, commits, started)
                 self.progress()  # a handler finished
 
     def _stalest_handler(self) -> float | None:
-        return min(self.running.values(), default=None)
+        """When the longest-cut handler that ignores its cancellation was cut, or None.
+
+        The manager counts a worker hung one hang timeout after that: only a
+        handler that will not stop (or a loop that stopped) costs a restart.
+        """
+        return min(self._cut.values(), default=None)
+
+    async def _watchdog(self) -> None:
+        """Cut a handler that made no progress for its hang timeout: alone, its message retried.
+
+        Sleeps until the stalest running handler would turn hung (or until one
+        starts, when none runs), so a busy worker pays one scan per hang timeout.
+        """
+        while True:
+            now = self.ctx.clock()
+            due = math.inf
+            for entry_id, last in list(self.running.items()):
+                if entry_id in self._cut:
+                    continue
+                if now - last >= self.hang_timeout:
+                    self._cut_handler(entry_id, now - last, now)
+                else:
+                    due = min(due, last + self.hang_timeout)
+            if due == math.inf:
+                self._watch = anyio.Event()
+                await self._watch.wait()
+            else:
+                await anyio.sleep(due - now)
+
+    def _cut_handler(self, entry_id: str, silent_s: float, now: float) -> None:
+        scope = self._scopes.get(entry_id)
+        if scope is None:
+            return
+        self._cut[entry_id] = now
+        scope.cancel()
+        entry = self.held.get(entry_id)
+        subject = (entry.fields or {}).get(b"subject", b"") if entry is not None else b""
+        self.ctx.emit(
+            HandlerHung(
+                self.worker.name,
+                self.stream,
+                entry_id,
+                subject.decode(errors="replace"),
+                silent_s,
+            )
+        )
 
     async def _process(self, entry: Entry, commits: MemoryObjectSendStream[Commit]) -> None:
         """Run the handler; its result goes to the committer, and the slot moves on at once."""
@@ -355,12 +424,12 @@ class StreamConsumer(Committing, Maintaining):
                 self.ctx.emit(HandlerRaised(self.worker.name, self.stream, entry.id, problem, ""))
                 self._retry(entry, problem, commits, started)
                 return
-            commits.send_nowait(Commit(entry, writes, Outcome.ACKED, started))
+            _submit(commits, Commit(entry, writes, Outcome.ACKED, started))
 
     def _dead_letter(
         self, entry: Entry, reason: str, commits: MemoryObjectSendStream[Commit], started: float
     ) -> None:
-        commits.send_nowait(self._dead_letter_commit(entry, reason, started))
+        _submit(commits, self._dead_letter_commit(entry, reason, started))
 
     def _retry(
         self,
@@ -399,10 +468,13 @@ class StreamConsumer(Committing, Maintaining):
         )
         first, cap = self.retry_backoff_s
         delay = min(cap, first * 2.0 ** (entry.deliveries - 1)) if counted else first
+        if counted:
+            self._backing_off.add(entry.id)
         self._side.start_soon(self._redeliver, entry, delay, counted)
 
     async def _redeliver(self, entry: Entry, delay: float, counted: bool) -> None:
         await anyio.sleep(delay)
+        self._backing_off.discard(entry.id)
         if counted:
             again = await self._reconnecting(
                 lambda: self.adapter.reclaim(self.stream, self.group, self.consumer, entry)
@@ -417,3 +489,13 @@ class StreamConsumer(Committing, Maintaining):
             return
         self.held[entry.id] = again
         self._buffer_send.send_nowait(again)
+
+
+def _submit(commits: MemoryObjectSendStream[Commit], commit: Commit) -> None:
+    """Hand a result to the committer; once the run is cancelled, the message stays pending.
+
+    A handler that outlived the run's cancellation (it shielded itself) finds the
+    committer gone: its message is left to the hand-back or another consumer's claim.
+    """
+    with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+        commits.send_nowait(commit)

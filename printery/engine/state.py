@@ -103,6 +103,7 @@ class ConsumerState(abc.ABC):
     started: set[str]  # held messages whose handler has started
     running: dict[str, float]  # message id -> last progress of its running handler
     _late_hand_back: list[str]
+    _backing_off: set[str]  # failed, waiting for redelivery: their delivery is spent
     _interrupted: list[str]
     _space: anyio.Event
     _buffer_send: MemoryObjectSendStream[Entry]
@@ -132,4 +133,5 @@ class ConsumerState(abc.ABC):
     def _release(self, entry_id: str) -> None:
         self.held.pop(entry_id, None)
         self.started.discard(entry_id)
+        self._backing_off.discard(entry_id)
         self._space.set()
