@@ -40,6 +40,8 @@ from printery.lifecycle import Emit, Hub
 from printery.logs import configure_logging, get_logger, log_sink
 from printery.manager import WorkerManager
 from printery.metrics import Metrics
+from printery.processes.worker import ProcessWorker, process_worker_factory
+from printery.processes.workers_file import load_workers_file
 from printery.restarts import RestartPolicy
 from printery.settings import BUILTIN_WORKERS, Settings, load_settings
 from printery.web import Endpoints
@@ -78,6 +80,11 @@ _FLAGS: dict[str, tuple[str, Any, str]] = {
     "--http-host": ("http_host", str, "address of /health, /ready, /metrics [HTTP_HOST]"),
     "--http-port": ("http_port", int, "port of the endpoints; 0 disables [HTTP_PORT]"),
     "--stream-prefix": ("stream_prefix", str, "prefix of every Redis key [STREAM_PREFIX]"),
+    "--workers-file": (
+        "workers_file",
+        str,
+        "TOML file declaring workers that run in their own processes [WORKERS_FILE]",
+    ),
 }
 
 
@@ -153,9 +160,10 @@ def run(argv: Sequence[str] | None = None) -> int:
 def build_manager(settings: Settings, deps: WorkerDeps, emit: Emit) -> WorkerManager:
     """The selected workers, built and registered under a manager configured by ``settings``.
 
-    Raises ConfigError for an unknown worker, a bad per-worker setting or a
-    dependency cycle: configuration errors surface before any I/O.
+    Raises ConfigError for an unknown worker, a bad per-worker setting, a bad
+    workers file or a dependency cycle: configuration errors surface before any I/O.
     """
+    declared = load_workers_file(settings.workers_file) if settings.workers_file else {}
     manager = WorkerManager(
         emit=emit,
         supervised=settings.supervised_mode,
@@ -167,10 +175,11 @@ def build_manager(settings: Settings, deps: WorkerDeps, emit: Emit) -> WorkerMan
         ),
         health_check_interval=settings.health_check_interval,
         shutdown_timeout=settings.shutdown_timeout,
-        known_workers=set(BUILTIN_WORKERS),
+        known_workers={*BUILTIN_WORKERS, *declared},
     )
-    for name in settings.workers:
-        worker = load_factory(name)(deps)
+    for name in settings.selected_workers(list(declared)):
+        factory = process_worker_factory(declared[name]) if name in declared else load_factory(name)
+        worker = factory(deps)
         if not isinstance(worker, Worker):
             raise ConfigError("WORKER_MODE", f"{name!r} did not build a worker")
         # A StreamWorker carries its own hang timeout; for others, read the setting.
@@ -230,7 +239,12 @@ async def _serve(settings: Settings) -> int:
         settings.heartbeat_interval,
         manager.status,
         feeds=lambda: {
-            w.name: Feed(w.stream, w.group, w.in_flight)
+            w.name: Feed(
+                w.stream,
+                w.group,
+                w.in_flight,
+                w.children_status() if isinstance(w, ProcessWorker) else None,
+            )
             for w in workers
             if isinstance(w, StreamWorker)
         },

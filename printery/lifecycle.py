@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 __all__ = [
+    "ChildSpawned",
+    "ChildStopped",
     "ConsumersReaped",
     "Emit",
     "HandlerRaised",
@@ -128,6 +130,26 @@ class RedisConnectivity:
     delay_s: float = 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class ChildSpawned:
+    """A worker in its own processes (printery.processes) started a child."""
+
+    worker: str
+    pid: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChildStopped:
+    """A child is gone; ``killed`` by the daemon for ``reason`` (timeout, rss, tasks,
+    protocol, heartbeat, start, shutdown), or it exited on its own (``exited``)."""
+
+    worker: str
+    pid: int
+    reason: str
+    killed: bool
+    detail: str = ""
+
+
 LifecycleEvent = (
     WorkerStateChanged
     | WorkerCrashed
@@ -139,6 +161,8 @@ LifecycleEvent = (
     | MessagesHandedBack
     | ConsumersReaped
     | RedisConnectivity
+    | ChildSpawned
+    | ChildStopped
 )
 
 Emit = Callable[[LifecycleEvent], None]

@@ -1,0 +1,110 @@
+"""Pool mode against real ``printery-workers`` processes and real children (DESIGN §7)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.e2e.daemon import ROOT, Daemon, metric_value
+from tests.e2e.ledger import publish
+from tests.e2e.processes import fates, pool_worker, task, write_workers_file
+from tests.support.redis_server import RedisServer
+
+
+CLI = [sys.executable, "-c", "from printery.cli import main; main()"]
+
+
+def _env(redis_server: RedisServer, prefix: str, workers_file: Path) -> dict[str, str]:
+    return {
+        "REDIS_URL": redis_server.url,
+        "STREAM_PREFIX": prefix,
+        "WORKERS_FILE": str(workers_file),
+        "WORKER_MODE": "proc",
+        "BLOCK_MS": "200",
+        "RETRY_BACKOFF_MS": "50",
+        "RESTART_BACKOFF_MS": "50",
+    }
+
+
+@pytest.mark.timeout(60)
+def test_pool_outputs_are_cloudevents_committed_with_the_ack(
+    tmp_path: Path, client: redis.Redis, redis_server: RedisServer, prefix: str
+) -> None:
+    """Every message acked once with its output; source, subject and traceparent as §7 says."""
+    file = write_workers_file(tmp_path / "workers.toml", {"proc": pool_worker()})
+    with Daemon(tmp_path, _env(redis_server, prefix, file)) as daemon:
+        daemon.wait_ready()
+        traced = {
+            **task(0),
+            "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        }
+        published = publish(client, f"{prefix}:proc:in", [traced, *(task(n) for n in range(1, 40))])
+        daemon.wait_until(
+            "every output written", lambda: client.xlen(f"{prefix}:proc:out") == 40, timeout=20
+        )
+        assert {"acked"} == set(fates(client, prefix, published).values())
+        outputs = {
+            json.loads(f[b"data"])["in_id"]: f for _, f in client.xrange(f"{prefix}:proc:out")
+        }
+        first = outputs[published[0].decode()]
+        assert b"printery/proc" == first[b"source"]
+        assert b"subject-0" == first[b"subject"]
+        assert traced["traceparent"].encode() == first[b"traceparent"]
+        assert b"proc.done" == first[b"type"]
+        pids = {json.loads(f[b"data"])["pid"] for f in outputs.values()}
+        _, status = daemon.get_json("/status")
+        children = status["workers"]["proc"]["children"]
+        assert 2 == len(children)
+        assert pids <= {c["pid"] for c in children}
+        assert 40 == sum(c["handled"] for c in children)
+        metrics = daemon.metrics()
+        assert 2.0 == metric_value(metrics, "printery_worker_children", worker="proc")
+        assert 2.0 == metric_value(metrics, "printery_worker_child_spawns_total", worker="proc")
+        record = client.hgetall(f"{prefix}:task:{traced['id']}")
+        assert b"succeeded" == record[b"status"]
+        assert b"1" == record[b"deliveries"]
+
+
+@pytest.mark.timeout(60)
+def test_progress_and_log_lines_make_the_task_record_that_printery_task_prints(
+    tmp_path: Path, client: redis.Redis, redis_server: RedisServer, prefix: str
+) -> None:
+    """The child's progress and log lines, and the result, are in ``printery task <id> --json``."""
+    file = write_workers_file(tmp_path / "workers.toml", {"proc": pool_worker(processes=1)})
+    with Daemon(tmp_path, _env(redis_server, prefix, file)) as daemon:
+        daemon.wait_ready()
+        event = task(1, "progress")
+        publish(client, f"{prefix}:proc:in", [event])
+        daemon.wait_until(
+            "the output written", lambda: client.xlen(f"{prefix}:proc:out") == 1, timeout=15
+        )
+    shown = subprocess.run(
+        [
+            *CLI,
+            "--redis-url",
+            redis_server.url,
+            "--stream-prefix",
+            prefix,
+            "task",
+            str(event["id"]),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=30,
+        check=False,
+    )
+    assert 0 == shown.returncode, shown.stderr
+    record = json.loads(shown.stdout)
+    assert "succeeded" == record["fields"]["status"]
+    assert "100" == record["fields"]["percent"]
+    assert "resizing" == record["fields"]["step"]
+    assert ["progress", "log", "progress"] == [entry["kind"] for entry in record["log"]]
+    assert "halfway" == record["log"][1]["message"]
+    assert 0 < client.ttl(f"{prefix}:task:{event['id']}:log")
