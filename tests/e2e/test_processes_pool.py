@@ -15,7 +15,6 @@ from tests.e2e.ledger import publish
 from tests.e2e.processes import fates, pool_worker, task, write_workers_file
 from tests.support.redis_server import RedisServer
 
-
 CLI = [sys.executable, "-c", "from printery.cli import main; main()"]
 
 
