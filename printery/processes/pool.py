@@ -70,13 +70,14 @@ class PoolChild:
             dict[str, Any] | BaseException
         ](math.inf)
         self.gone = anyio.Event()
-        self.retired: str | None = None  # kill reason, once the daemon killed it
+        self.retired: str | None = None  # why the daemon let it go (a kill reason, or start)
+        self.killed = False  # whether the daemon killed it, or it had exited by itself
         self.detail = ""
         self.last_heartbeat = time.time()
 
     def retire(self, reason: str, detail: str = "") -> None:
-        if self.retired is None and not self.gone.is_set():
-            self.retired, self.detail = reason, detail
+        if self.retired is None and not self.gone.is_set() and self.child.returncode is None:
+            self.retired, self.detail, self.killed = reason, detail, True
         self.child.kill()
 
     def status(self) -> dict[str, Any]:
@@ -128,8 +129,11 @@ class Pool:
                     tg.start_soon(self._slot, child, tg)
                 task_status.started()
         finally:
-            for held in self.live:
-                held.retire("shutdown")
+            # Cancelled (the drain's deadline, a crash): kill and reap what is left, and say so.
+            with anyio.CancelScope(shield=True, deadline=anyio.current_time() + 2.0):
+                for held in list(self.live):
+                    held.retire("shutdown", "still running when the worker stopped")
+                    await self._reap(held)
 
     async def _slot(self, child: PoolChild, tg: anyio.abc.TaskGroup) -> None:
         failures = crashes = 0
@@ -186,6 +190,7 @@ class Pool:
             problem = f'began with {compact_json(message)[:200]}, not {{"op":"ready","protocol":1}}'
         if problem:
             held.retire("start", problem)
+            held.retired, held.detail = "start", problem  # even when it exited by itself
             await self._reap(held)
             raise ChildStartFailed(f"worker {self.name!r}: a child {problem}")
         self.live.append(held)
@@ -234,7 +239,7 @@ class Pool:
             self.live.remove(held)
         with anyio.CancelScope(shield=True):
             code = await held.child.stop()
-        killed = held.retired is not None
+        killed = held.killed
         reason = held.retired or "exited"
         detail = held.detail or describe_exit(code)
         self.emit(ChildStopped(self.name, held.child.pid, reason, killed, detail))

@@ -43,6 +43,7 @@ __all__ = ["ProcessWorker", "process_worker_factory"]
 
 _BEAT_GRACE_S = 5.0  # beyond task_timeout_s: the pool answers (or kills) by then
 _CLOSE_AT_MOST_S = 10.0  # the children's shutdown outside a drain (a crash of the worker)
+_CLOSE_AHEAD_S = 1.0
 
 
 class ProcessWorker(StreamWorker):
@@ -101,7 +102,10 @@ class ProcessWorker(StreamWorker):
         async with anyio.create_task_group() as tg:
             await tg.start(pool.run)  # every child ready, or ChildStartFailed: a crash
             await super().serve(ctx, task_status=task_status)
-            await pool.close(min(ctx.cleanup_deadline, anyio.current_time() + _CLOSE_AT_MOST_S))
+            # Ahead of the manager's own deadline (which it sets a second or less before
+            # cleanup_deadline), so the children's kill is ours, not a cancellation.
+            deadline = ctx.cleanup_deadline - _CLOSE_AHEAD_S
+            await pool.close(min(deadline, anyio.current_time() + _CLOSE_AT_MOST_S))
             tg.cancel_scope.cancel()
 
     def children_status(self) -> list[dict[str, Any]]:

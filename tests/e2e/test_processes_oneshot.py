@@ -77,7 +77,7 @@ def test_a_seed_style_oneshot_worker_runs_unchanged_and_its_exit_code_decides(
 def test_a_oneshot_process_over_task_timeout_is_killed_and_retried(
     tmp_path: Path, client: redis.Redis, redis_server: RedisServer, prefix: str
 ) -> None:
-    """A process that outlives ``task_timeout_s`` is killed (reason timeout) and the message retried."""
+    """A process over ``task_timeout_s`` is killed (reason timeout) and its message retried."""
     file = write_workers_file(
         tmp_path / "workers.toml", {"proc": _oneshot(task_timeout_s=0.5, processes=1)}
     )

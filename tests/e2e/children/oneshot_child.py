@@ -1,4 +1,4 @@
-"""A seed-style oneshot worker: ``{"id", "type", "params"}`` on stdin, ``{"success", "result"}`` out.
+"""A seed-style oneshot worker: ``{"id", "type", "params"}`` in, ``{"success", "result"}`` out.
 
 It reads only what the seed's workers read. ``params.exit`` picks the exit
 status (0 by default; 1 retriable, 2 permanent, 3 a crash); ``params.out``
