@@ -120,7 +120,9 @@ def parse_result(message: Mapping[str, Any]) -> ChildResult:
     retriable = message.get("retriable", True)
     if not isinstance(retriable, bool):
         raise ProtocolError(f"result: retriable must be true or false (got {retriable!r})")
-    raw_outputs = message.get("outputs") or []
+    raw_outputs = message.get("outputs")
+    if raw_outputs is None:
+        raw_outputs = []
     if not isinstance(raw_outputs, list):
         raise ProtocolError("result: outputs must be a list")
     outputs = []
