@@ -107,3 +107,63 @@ def test_progress_and_log_lines_make_the_task_record_that_printery_task_prints(
     assert ["progress", "log", "progress"] == [entry["kind"] for entry in record["log"]]
     assert "halfway" == record["log"][1]["message"]
     assert 0 < client.ttl(f"{prefix}:task:{event['id']}:log")
+
+
+@pytest.mark.timeout(60)
+def test_the_childs_environment_is_its_env_and_four_names_never_the_daemons_secrets(
+    tmp_path: Path, client: redis.Redis, redis_server: RedisServer, prefix: str
+) -> None:
+    """REDIS_URL and NOTIFY_WEBHOOK_SECRET are the daemon's; the child sees env, PATH, HOME…"""
+    (tmp_path / "work").mkdir()
+    file = write_workers_file(
+        tmp_path / "workers.toml",
+        {"proc": pool_worker(processes=1, env={"QUALITY": "85"}, cwd="work")},
+    )
+    env = {
+        **_env(redis_server, prefix, file),
+        "NOTIFY_WEBHOOK_SECRET": "s3cr3t-canary",
+        "AWS_SECRET_ACCESS_KEY": "another-canary",
+        "TZ": "UTC",
+    }
+    with Daemon(tmp_path, env) as daemon:
+        daemon.wait_ready()
+        publish(client, f"{prefix}:proc:in", [task(1, "env")])
+        daemon.wait_until(
+            "the output written", lambda: client.xlen(f"{prefix}:proc:out") == 1, timeout=15
+        )
+        ((_, fields),) = client.xrange(f"{prefix}:proc:out")
+        data = json.loads(fields[b"data"])
+        # LC_CTYPE: Python's own locale coercion (PEP 538) under LANG=C, not the daemon's.
+        assert set(data["env"]) - {"LC_CTYPE"} <= {"PATH", "HOME", "LANG", "TZ", "QUALITY"}
+        assert {"PATH", "TZ", "QUALITY"} <= set(data["env"])
+        assert str((tmp_path / "work").resolve()) == data["cwd"]
+        assert "s3cr3t-canary" not in daemon.stderr()
+
+
+@pytest.mark.timeout(30)
+def test_a_bad_workers_file_is_exit_2_with_one_line_naming_file_worker_and_key(
+    tmp_path: Path, redis_server: RedisServer, prefix: str
+) -> None:
+    """``--workers-file`` with an unknown mode: one line on stderr, exit 2, before any Redis."""
+    file = write_workers_file(tmp_path / "workers.toml", {"proc": pool_worker(mode="fork")})
+    env = {"REDIS_URL": redis_server.url, "STREAM_PREFIX": prefix, "WORKER_MODE": "all"}
+    daemon = Daemon(tmp_path, env, args=["--workers-file", str(file)]).start()
+    assert 2 == daemon.wait_exit(timeout=20)
+    expected = (
+        f"printery-workers: WORKERS_FILE: {file}: workers.proc.mode: "
+        'must be "pool" or "oneshot" (got \'fork\')\n'
+    )
+    assert expected == daemon.stderr()
+
+
+@pytest.mark.timeout(30)
+def test_an_unknown_worker_name_lists_the_files_workers_among_the_known(
+    tmp_path: Path, redis_server: RedisServer, prefix: str
+) -> None:
+    """``--worker ghost`` with a workers file: exit 2, one line."""
+    file = write_workers_file(tmp_path / "workers.toml", {"proc": pool_worker()})
+    env = {"REDIS_URL": redis_server.url, "STREAM_PREFIX": prefix, "WORKERS_FILE": str(file)}
+    daemon = Daemon(tmp_path, env, args=["--worker", "ghost"]).start()
+    assert 2 == daemon.wait_exit(timeout=20)
+    assert daemon.stderr().startswith("printery-workers: WORKER_MODE: unknown worker 'ghost'")
+    assert 1 == daemon.stderr().count("\n")

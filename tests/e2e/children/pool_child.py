@@ -1,13 +1,19 @@
 """A pool-protocol child for the end-to-end tests; what it does is chosen per message.
 
-``params.do``: ``echo`` (default: one output to ``proc:out`` carrying ``in_id``),
-``progress`` (two progress lines and a log line first), ``crash`` (exit 3
-mid-message), ``hang`` (never answers), ``flood`` (300 KB on stderr, then
-echo), ``bigline`` (a 5 MB line on stdout), ``leak`` (hold 80 MB, then echo),
-``forbidden`` (an output to a stream outside the allow-list), ``fail``
-(``success: false``, ``retriable`` from params). ``CHILD_START``: ``exit2``
-exits 2 before ``ready``; ``CHILD_SHUTDOWN``: ``ignore`` ignores ``shutdown``,
-stdin's end and SIGTERM. Only the standard library: any Python 3 runs it.
+``params.do``:
+
+- ``echo`` (default): one output to ``proc:out`` carrying ``in_id``
+- ``progress``: two progress lines and a log line, then echo
+- ``env``: echo with its environment's names and its cwd
+- ``crash``: exit 3 mid-message; ``hang``: never answer
+- ``flood``: 300 KB on stderr, then echo; ``bigline``: a 5 MB line on stdout
+- ``leak``: hold 80 MB, then echo
+- ``forbidden``: an output to a stream outside the allow-list
+- ``fail``: ``success: false``, ``retriable`` from params
+
+``CHILD_START=exit2`` exits 2 before ``ready``; ``CHILD_SHUTDOWN=ignore``
+ignores ``shutdown``, stdin's end and SIGTERM. Only the standard library:
+any Python 3 runs it.
 """
 
 import json
@@ -49,6 +55,8 @@ def handle(task):
         )
         send({"op": "progress", "id": task["id"], "percent": 90})
         echo(task)
+    elif do == "env":
+        echo(task, env=sorted(os.environ), cwd=os.getcwd())
     elif do == "crash":
         os._exit(3)
     elif do == "hang":
