@@ -21,7 +21,8 @@ start_timeout_s        30       the longest a pool child may take to say ``ready
 heartbeat_timeout_s    30       an idle pool child silent this long is replaced
 max_tasks_per_child    0        replace a child after this many messages (0: never)
 max_rss_mb             0        replace a child above this RSS after a message (0: never)
-cwd                    (none)   the child's working directory; relative to the file
+cwd                    file's   the child's working directory, relative to the file's
+                       folder   folder; a relative ``command[0]`` is relative to it
 env                    ``{}``   the child's environment, plus PATH, HOME, LANG, TZ
 =====================  =======  ==============================================
 """
@@ -149,7 +150,7 @@ class _Checker:
         if not command:
             raise self.fail("command", "is required: the argv to run, no shell")
         cwd = self._cwd()
-        self._check_executable(command[0], cwd)
+        command = (self._executable(command[0], cwd), *command[1:])
         mode = self.table.get("mode", "pool")
         if mode not in ("pool", "oneshot"):
             raise self.fail("mode", f'must be "pool" or "oneshot" (got {mode!r})')
@@ -184,23 +185,24 @@ class _Checker:
             source=str(self.path),
         )
 
-    def _cwd(self) -> str | None:
+    def _cwd(self) -> str:
         if "cwd" not in self.table:
-            return None
+            return str(self.path.parent.resolve())
         found = (self.path.parent / self.text("cwd")).resolve()
         if not found.is_dir():
             raise self.fail("cwd", f"{str(found)!r} is not a directory")
         return str(found)
 
-    def _check_executable(self, program: str, cwd: str | None) -> None:
-        """A program that cannot be found is a typo in the file, not a crash to retry."""
+    def _executable(self, program: str, cwd: str) -> str:
+        """``program``, made absolute if it is a relative path; a typo is exit 2, not a crash."""
         if os.sep in program:
-            base = Path(cwd) if cwd is not None else self.path.parent
-            candidate = Path(program) if os.path.isabs(program) else base / program
+            candidate = Path(cwd, program)  # an absolute program stays as it is
             if not (candidate.is_file() and os.access(candidate, os.X_OK)):
                 raise self.fail("command", f"{program!r} is not an executable file")
-        elif shutil.which(program) is None:
+            return str(candidate)
+        if shutil.which(program) is None:
             raise self.fail("command", f"{program!r} is not on PATH")
+        return program
 
 
 def load_workers_file(path: str | os.PathLike[str]) -> dict[str, WorkerDefinition]:

@@ -37,6 +37,7 @@ def test_a_minimal_worker_gets_the_documented_defaults(tmp_path: Path) -> None:
         command=(PY, "w.py"),
         input="media:uploaded",
         group="thumbs",
+        cwd=str(tmp_path.resolve()),
         source=str(tmp_path / "workers.toml"),
     )
     assert {"thumbs": expected} == found
@@ -118,6 +119,17 @@ def test_each_mistake_is_one_line_naming_the_file_the_worker_and_the_key(
     assert caught.value.reason.startswith(f"{path}: ")
     assert message in caught.value.reason
     assert "\n" not in str(caught.value)
+
+
+def test_a_relative_program_is_found_from_cwd_and_made_absolute(tmp_path: Path) -> None:
+    """``.venv/bin/python`` with ``cwd = "app"`` is ``<file's folder>/app/.venv/bin/python``."""
+    program = tmp_path / "app" / ".venv" / "bin" / "python"
+    program.parent.mkdir(parents=True)
+    program.write_text("#!/bin/sh\n")
+    program.chmod(0o755)
+    body = '[workers.a]\ncommand = [".venv/bin/python", "w.py"]\ninput = "x"\ncwd = "app"\n'
+    d = load_workers_file(_file(tmp_path, body))["a"]
+    assert (str(tmp_path.resolve() / "app" / ".venv" / "bin" / "python"), "w.py") == d.command
 
 
 def test_a_missing_file_is_named(tmp_path: Path) -> None:
