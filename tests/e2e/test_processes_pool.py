@@ -167,3 +167,42 @@ def test_an_unknown_worker_name_lists_the_files_workers_among_the_known(
     assert 2 == daemon.wait_exit(timeout=20)
     assert daemon.stderr().startswith("printery-workers: WORKER_MODE: unknown worker 'ghost'")
     assert 1 == daemon.stderr().count("\n")
+
+
+@pytest.mark.timeout(60)
+def test_printery_status_shows_each_child_with_its_message_count_and_rss(
+    tmp_path: Path, client: redis.Redis, redis_server: RedisServer, prefix: str
+) -> None:
+    """``printery status --json`` and the table list each child: pid, current, handled, RSS."""
+    file = write_workers_file(tmp_path / "workers.toml", {"proc": pool_worker()})
+    env = {**_env(redis_server, prefix, file), "HEARTBEAT_INTERVAL": "0.2"}
+    with Daemon(tmp_path, env) as daemon:
+        daemon.wait_ready()
+        publish(client, f"{prefix}:proc:in", [task(n) for n in range(6)])
+        daemon.wait_until(
+            "every output written", lambda: client.xlen(f"{prefix}:proc:out") == 6, timeout=15
+        )
+        base = [*CLI, "--redis-url", redis_server.url, "--stream-prefix", prefix, "status"]
+
+        def children() -> list[dict[str, object]]:
+            shown = subprocess.run(
+                [*base, "--json"], capture_output=True, text=True, timeout=30, check=False
+            )
+            doc = json.loads(shown.stdout)
+            found = doc["daemons"][0]["workers"]["proc"]["children"] if doc["daemons"] else None
+            return found or []
+
+        daemon.wait_until(
+            "the heartbeat counts six", lambda: sum(int(c["handled"]) for c in children()) == 6
+        )
+        listed = children()
+        _, status = daemon.get_json("/status")
+        assert {c["pid"] for c in status["workers"]["proc"]["children"]} == {
+            c["pid"] for c in listed
+        }
+        assert all(c["current"] is None and float(c["rss_mb"]) > 1 for c in listed)
+        table = subprocess.run(base, capture_output=True, text=True, timeout=30, check=False)
+        assert "CHILDREN" in table.stdout
+        rows = [line for line in table.stdout.splitlines() if f" {listed[0]['pid']} " in line]
+        assert 1 == len(rows)
+        assert "MiB" in rows[0]
