@@ -234,7 +234,10 @@ async def check_worker(
     check = _PoolCheck(definition, stderr)
     try:
         for name, run in check.cases():
-            problem = await run()
+            try:
+                problem = await run()
+            except (ChildExited, ProtocolError, OSError) as exc:  # died in an earlier case
+                problem = str(exc) or type(exc).__name__
             results.append((name, problem))
             if name == "ready" and problem:
                 break
