@@ -214,10 +214,11 @@ class Child:
         """SIGKILL the whole group; a group already gone is fine."""
         if self.process is None:
             return
+        # Even after the leader exited: what it started may still hold the group (the
+        # kernel reuses no pid while a group of that id lives). Not Popen.kill(): it polls first, and a poll that reaps the child races
+        # asyncio's own watcher, which then reports exit status 255.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)
-        with contextlib.suppress(ProcessLookupError):
-            self.process.kill()
 
     async def wait(self) -> int:
         """Wait for the exit and for stderr to be read to its end; the exit status."""

@@ -295,3 +295,44 @@ def test_kill_9_of_the_daemon_leaves_no_child_behind(
     found = fates(client, prefix, ids)
     assert "pending" == found[ids[0]]
     assert "acked" == found[ids[1]]
+
+
+@pytest.mark.timeout(60)
+def test_replacements_that_exit_2_before_ready_hand_the_waiting_messages_back_uncounted(
+    tmp_path: Path, client: redis.Redis, redis_server: RedisServer, prefix: str
+) -> None:
+    """The first child crashes on a message; its replacements never start: no dead letters.
+
+    Only the crash spent a delivery: the retry that waited for a child which never came
+    is handed back uncounted, and the worker ends ``failed`` after its restarts.
+    """
+    marker = tmp_path / "started-once"
+    file = write_workers_file(
+        tmp_path / "w.toml",
+        {
+            "proc": pool_worker(processes=1, env={"CHILD_START": f"once:{marker}"}),
+            "other": pool_worker(input="other:in", processes=1),
+        },
+    )
+    env = _env(
+        redis_server,
+        prefix,
+        file,
+        SUPERVISED_MODE="true",
+        MAX_RESTART_ATTEMPTS="1",
+        WORKER_MODE="proc,other",
+        MAX_DELIVERIES="5",
+    )
+    with Daemon(tmp_path, env) as daemon:
+        daemon.wait_ready()
+        ids = publish(client, f"{prefix}:proc:in", [task(0, "crash"), task(1), task(2)])
+        daemon.wait_until(
+            "the worker failed", lambda: daemon.worker_states().get("proc") == "failed", timeout=30
+        )
+        assert "running" == daemon.worker_states()["other"]
+    assert 0 == client.exists(f"{prefix}:proc:in:dead")
+    rows = client.xpending_range(f"{prefix}:proc:in", "proc", min="-", max="+", count=10)
+    deliveries = {bytes(r["message_id"]): int(r["times_delivered"]) for r in rows}
+    assert {ids[0]: 1} == {i: n for i, n in deliveries.items() if i == ids[0]}
+    assert all(n <= 1 for n in deliveries.values())
+    assert 0 == client.xlen(f"{prefix}:proc:out")

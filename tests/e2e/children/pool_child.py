@@ -11,7 +11,8 @@
 - ``forbidden``: an output to a stream outside the allow-list
 - ``fail``: ``success: false``, ``retriable`` from params
 
-``CHILD_START=exit2`` exits 2 before ``ready``; ``CHILD_SHUTDOWN=ignore``
+``CHILD_START=exit2`` exits 2 before ``ready`` (``once:<path>``: all but the
+first child do); ``CHILD_SHUTDOWN=ignore``
 ignores ``shutdown``, stdin's end and SIGTERM. Only the standard library:
 any Python 3 runs it.
 """
@@ -99,9 +100,16 @@ def handle(task):
 
 
 def main():
-    if os.environ.get("CHILD_START") == "exit2":
+    start = os.environ.get("CHILD_START", "")
+    if start == "exit2":
         sys.stderr.write("broken on purpose\n")
         sys.exit(2)
+    if start.startswith("once:"):  # the first child runs; every later one exits 2 before ready
+        try:
+            os.close(os.open(start[5:], os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            sys.stderr.write("broken on purpose\n")
+            sys.exit(2)
     ignore = os.environ.get("CHILD_SHUTDOWN") == "ignore"
     if ignore:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
