@@ -215,8 +215,9 @@ class Child:
         if self.process is None:
             return
         # Even after the leader exited: what it started may still hold the group (the
-        # kernel reuses no pid while a group of that id lives). Not Popen.kill(): it polls first, and a poll that reaps the child races
-        # asyncio's own watcher, which then reports exit status 255.
+        # kernel reuses no pid while a group of that id lives). Not Popen.kill(): it
+        # polls first, and a poll that reaps the child races asyncio's own watcher,
+        # which then reports exit status 255.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)
 
