@@ -26,8 +26,8 @@ closes its stdin, and kills the group of any still running at the deadline.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -35,7 +35,6 @@ from typing import Any
 
 import anyio
 from anyio.abc import TaskStatus
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from printery.envelope import compact_json
 from printery.errors import Drained, PrinteryError, RetryLater
@@ -64,11 +63,9 @@ class PoolChild:
 
     def __init__(self, child: Child) -> None:
         self.child = child
-        self.inbox_send: MemoryObjectSendStream[dict[str, Any] | BaseException]
-        self.inbox: MemoryObjectReceiveStream[dict[str, Any] | BaseException]
-        self.inbox_send, self.inbox = anyio.create_memory_object_stream[
-            dict[str, Any] | BaseException
-        ](math.inf)
+        # A plain asyncio queue: one put and one get per line, no extra trip round the
+        # loop per receive (anyio's memory streams checkpoint first).
+        self.inbox: asyncio.Queue[dict[str, Any] | BaseException] = asyncio.Queue()
         self.gone = anyio.Event()
         self.retired: str | None = None  # why the daemon let it go (a kill reason, or start)
         self.killed = False  # whether the daemon killed it, or it had exited by itself
@@ -113,10 +110,11 @@ class Pool:
         self.env = definition.child_environment(environ)
         self.live: list[PoolChild] = []
         self._idle: deque[PoolChild] = deque()
-        self._changed = anyio.Event()
+        self._changed = asyncio.Event()
         self._broken: str | None = None
         self._closing = False
         self._waiting = 0
+        self._watchers = 0
 
     # -- keeping the children ------------------------------------------------------
 
@@ -174,10 +172,7 @@ class Pool:
         tg.start_soon(self._read, held)
         message: dict[str, Any] | BaseException | None = None
         with anyio.move_on_after(d.start_timeout_s):
-            try:
-                message = await held.inbox.receive()
-            except anyio.EndOfStream:
-                message = ChildExited(None)
+            message = await held.inbox.get()
         problem = ""
         if message is None:
             problem = f"did not say ready within start_timeout_s ({d.start_timeout_s:g} s)"
@@ -200,21 +195,20 @@ class Pool:
 
     async def _read(self, held: PoolChild) -> None:
         """The child's stdout into its inbox; ends at EOF or the first bad line (then kills)."""
-        async with held.inbox_send:
-            while True:
-                try:
-                    message = await held.child.receive()
-                except (ChildExited, ProtocolError) as exc:
-                    if isinstance(exc, ProtocolError):
-                        held.retire("protocol", str(exc))
-                    held.gone.set()
-                    self._drop_idle(held)
-                    await held.inbox_send.send(exc)
-                    return
-                held.last_heartbeat = time.time()  # any line is life, a pong or not
-                if message.get("op") == "pong":
-                    continue
-                await held.inbox_send.send(message)
+        while True:
+            try:
+                message = await held.child.receive()
+            except (ChildExited, ProtocolError) as exc:
+                if isinstance(exc, ProtocolError):
+                    held.retire("protocol", str(exc))
+                held.gone.set()
+                self._drop_idle(held)
+                held.inbox.put_nowait(exc)
+                return
+            held.last_heartbeat = time.time()  # any line is life, a pong or not
+            if message.get("op") == "pong":
+                continue
+            held.inbox.put_nowait(message)
 
     async def _watch(self, held: PoolChild) -> None:
         """Until the child is gone: ping it while idle, and kill it when it stays silent."""
@@ -257,11 +251,16 @@ class Pool:
                 await self._wait_changed()
 
     def _notify(self) -> None:
-        self._changed.set()
-        self._changed = anyio.Event()
+        if self._watchers:  # an Event per change costs; made only when someone waits
+            self._changed.set()
+            self._changed = asyncio.Event()
 
     async def _wait_changed(self) -> None:
-        await self._changed.wait()
+        self._watchers += 1
+        try:
+            await self._changed.wait()
+        finally:
+            self._watchers -= 1
 
     # -- using a child ---------------------------------------------------------------
 
@@ -331,10 +330,7 @@ class Pool:
             with contextlib.suppress(ChildExited):  # the reader reports how it ended
                 await held.child.send(task)
             while True:
-                try:
-                    message = await held.inbox.receive()
-                except anyio.EndOfStream:
-                    message = ChildExited(held.child.returncode)
+                message = await held.inbox.get()
                 if isinstance(message, ProtocolError):
                     raise RetryLater(f"protocol error, child replaced: {message}")
                 if isinstance(message, BaseException):

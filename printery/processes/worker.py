@@ -70,8 +70,11 @@ class ProcessWorker(StreamWorker):
 
     @property
     def max_in_flight(self) -> int:
-        """Only as many messages as there are children: the read loop takes no more."""
-        return self.concurrency
+        """As many messages as there are children (plus ``prefetch`` each): no more are read.
+
+        Messages read ahead wait for a child; a drain hands them back uncounted.
+        """
+        return self.concurrency * (1 + self.definition.prefetch)
 
     def _on_stderr(self, pid: int, line: str) -> None:
         self.log.info("printery.child_stderr", worker=self.name, pid=pid, line=line)

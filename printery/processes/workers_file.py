@@ -21,6 +21,8 @@ start_timeout_s        30       the longest a pool child may take to say ``ready
 heartbeat_timeout_s    30       an idle pool child silent this long is replaced
 max_tasks_per_child    0        replace a child after this many messages (0: never)
 max_rss_mb             0        replace a child above this RSS after a message (0: never)
+prefetch               0        messages read ahead per child, waiting for it (0: the read
+                                loop takes no more than there are idle children)
 cwd                    file's   the child's working directory, relative to the file's
                        folder   folder; a relative ``command[0]`` is relative to it
 env                    ``{}``   the child's environment, plus PATH, HOME, LANG, TZ
@@ -62,6 +64,7 @@ _KEYS = frozenset(
         "heartbeat_timeout_s",
         "max_tasks_per_child",
         "max_rss_mb",
+        "prefetch",
         "cwd",
         "env",
     }
@@ -85,6 +88,7 @@ class WorkerDefinition:
     heartbeat_timeout_s: float = 30.0
     max_tasks_per_child: int = 0
     max_rss_mb: float = 0.0
+    prefetch: int = 0
     cwd: str | None = None
     env: Mapping[str, str] = field(default_factory=dict)
     source: str = ""
@@ -180,6 +184,7 @@ class _Checker:
                 self.number("max_tasks_per_child", 0, low=0, high=10**9, whole=True)
             ),
             max_rss_mb=self.number("max_rss_mb", 0, low=0, high=10**7, whole=False),
+            prefetch=int(self.number("prefetch", 0, low=0, high=10000, whole=True)),
             cwd=cwd,
             env={str(k): str(v) for k, v in env.items()},
             source=str(self.path),
