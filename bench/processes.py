@@ -7,7 +7,7 @@ Side by side, in one run, on one redis-server:
   pass-through written as an in-process ``StreamWorker`` (concurrency 2).
   Both read the same ``deployment.started`` entries (~450 bytes) and write one
   output event per input with the ack. Target: the pool at >= 0.5x.
-  ``prefetch = 50`` is measured too: reads and commits then carry many
+  ``prefetch = 100`` is measured too: reads and commits then carry many
   messages per round trip, as the in-process worker's do.
 - **oneshot**: one process per message (2 at a time) against bare
   ``python -c pass`` spawns (2 at a time): what oneshot adds to a spawn.
@@ -40,7 +40,7 @@ from printery.settings import load_settings
 from printery.worker import StreamWorker, WorkerDeps
 
 CHILDREN = Path(__file__).resolve().parent / "children"
-PREFETCH = 50
+PREFETCH = 100  # 2 × (1 + 100) = 202 held: the in-process worker's read-ahead (2 + 2 × 100)
 
 
 def _definition(mode: str, prefetch: int = 0) -> WorkerDefinition:

@@ -179,6 +179,14 @@ def run(argv: Sequence[str] | None = None) -> int:
         print(f"printery: {exc}", file=sys.stderr)
         return 2
     if args.command == "config":
+        if settings.workers_file:  # a bad workers file is a bad setting like any other
+            from printery.processes.workers_file import load_workers_file  # noqa: PLC0415
+
+            try:
+                load_workers_file(settings.workers_file)
+            except ConfigError as exc:
+                print(f"printery: {exc}", file=sys.stderr)
+                return 2
         flags = {name for name in ("redis_url", "stream_prefix") if getattr(args, name) is not None}
         return _config(settings, flags, as_json=args.json)
     if args.command == "status":
@@ -279,7 +287,7 @@ async def _deployment(adapter: StreamAdapter, settings: Settings, args: argparse
 
 def _config(settings: Settings, flags: set[str], *, as_json: bool) -> int:
     rows: list[tuple[str, str, str]] = []
-    for name in sorted(Settings.model_fields):
+    for name in sorted(Settings.model_fields, key=str.upper):  # sorted as shown
         if name == "per_worker":
             continue
         value = getattr(settings, name)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from printery.cli import run as run_cli
 from printery.daemon import build_manager
 from printery.errors import ConfigError
 from printery.keys import Keys
@@ -190,3 +191,17 @@ def test_a_file_worker_is_selected_by_name_with_its_dependency_left_out(tmp_path
     (worker,) = manager.workers()
     assert "pfx:media:uploaded" == worker.stream  # type: ignore[attr-defined]
     assert 1 == worker.max_in_flight  # type: ignore[attr-defined]
+
+
+def test_printery_config_refuses_a_bad_workers_file_with_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``printery config`` checks WORKERS_FILE too: exit 2, the file, worker and key."""
+    path = _file(tmp_path, _one("a", "processes = 0"))
+    monkeypatch.setenv("WORKERS_FILE", str(path))
+    assert 2 == run_cli(["config"])
+    expected = (
+        f"printery: WORKERS_FILE: {path}: workers.a.processes: "
+        "must be a whole number from 1 to 256 (got 0)\n"
+    )
+    assert expected == capsys.readouterr().err
