@@ -178,7 +178,16 @@ def build_manager(settings: Settings, deps: WorkerDeps, emit: Emit) -> WorkerMan
         known_workers={*BUILTIN_WORKERS, *declared},
     )
     for name in settings.selected_workers(list(declared)):
-        factory = process_worker_factory(declared[name]) if name in declared else load_factory(name)
+        if name in declared:
+            factory = process_worker_factory(declared[name])
+        else:
+            try:
+                factory = load_factory(name)
+            except ConfigError as exc:
+                if not declared:
+                    raise
+                listed = ", ".join(declared)
+                raise ConfigError(exc.setting, f"{exc.reason}; WORKERS_FILE has {listed}") from None
         worker = factory(deps)
         if not isinstance(worker, Worker):
             raise ConfigError("WORKER_MODE", f"{name!r} did not build a worker")

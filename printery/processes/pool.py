@@ -140,11 +140,16 @@ class Pool:
             await self._reap(child)
             if self._closing:
                 return
-            crashes = 0 if child.retired in ("tasks", "rss") else crashes + 1
+            if child.retired in ("tasks", "rss"):
+                crashes = 0  # recycled, not failed: replaced at once
+            else:  # the backoff grows only while children fail before handling anything
+                crashes = 1 if child.child.handled else crashes + 1
             if crashes:
                 first, cap = self.backoff_s
                 await anyio.sleep(min(cap, first * 2.0 ** (crashes - 1)))
             while True:
+                if self._closing:
+                    return
                 try:
                     child = await self._spawn_ready(tg)
                     break

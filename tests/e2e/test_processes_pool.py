@@ -166,6 +166,7 @@ def test_an_unknown_worker_name_lists_the_files_workers_among_the_known(
     daemon = Daemon(tmp_path, env, args=["--worker", "ghost"]).start()
     assert 2 == daemon.wait_exit(timeout=20)
     assert daemon.stderr().startswith("printery-workers: WORKER_MODE: unknown worker 'ghost'")
+    assert daemon.stderr().endswith("; WORKERS_FILE has proc\n")
     assert 1 == daemon.stderr().count("\n")
 
 
