@@ -336,3 +336,21 @@ def test_replacements_that_exit_2_before_ready_hand_the_waiting_messages_back_un
     assert {ids[0]: 1} == {i: n for i, n in deliveries.items() if i == ids[0]}
     assert all(n <= 1 for n in deliveries.values())
     assert 0 == client.xlen(f"{prefix}:proc:out")
+
+
+@pytest.mark.timeout(60)
+def test_an_idle_child_that_stops_answering_pings_is_replaced(
+    tmp_path: Path, client: redis.Redis, redis_server: RedisServer, prefix: str
+) -> None:
+    """Silent past ``heartbeat_timeout_s`` while idle: killed (reason heartbeat), replaced."""
+    file = write_workers_file(
+        tmp_path / "w.toml",
+        {"proc": pool_worker(processes=1, heartbeat_timeout_s=0.6, env={"CHILD_PING": "ignore"})},
+    )
+    with Daemon(tmp_path, _env(redis_server, prefix, file)) as daemon:
+        daemon.wait_ready()
+        daemon.wait_until("a silent child killed", lambda: _kills(daemon, "heartbeat") >= 1.0)
+        ids = publish(client, f"{prefix}:proc:in", [task(1), task(2)])
+        daemon.wait_until("both settled", lambda: _settled(client, prefix, 2), timeout=20)
+        assert {"acked"} == set(fates(client, prefix, ids).values())
+        assert 2.0 <= _metric(daemon, "printery_worker_child_spawns_total")

@@ -13,7 +13,8 @@
 
 ``CHILD_START=exit2`` exits 2 before ``ready`` (``once:<path>``: all but the
 first child do); ``CHILD_SHUTDOWN=ignore``
-ignores ``shutdown``, stdin's end and SIGTERM. Only the standard library:
+ignores ``shutdown``, stdin's end and SIGTERM; ``CHILD_PING=ignore`` never
+answers a ping. Only the standard library:
 any Python 3 runs it.
 """
 
@@ -122,7 +123,8 @@ def main():
             continue
         op = message.get("op")
         if op == "ping":
-            send({"op": "pong"})
+            if os.environ.get("CHILD_PING") != "ignore":
+                send({"op": "pong"})
         elif op == "shutdown":
             if not ignore:
                 return
