@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 __all__ = [
+    "ChildSpawned",
+    "ChildStopped",
     "ConsumersReaped",
     "Emit",
     "HandlerHung",
@@ -141,6 +143,26 @@ class RedisConnectivity:
     delay_s: float = 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class ChildSpawned:
+    """A worker in its own processes (printery.processes) started a child."""
+
+    worker: str
+    pid: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChildStopped:
+    """A child is gone; ``killed`` by the daemon for ``reason`` (timeout, rss, tasks,
+    protocol, heartbeat, start, shutdown), or it exited on its own (``exited``)."""
+
+    worker: str
+    pid: int
+    reason: str
+    killed: bool
+    detail: str = ""
+
+
 LifecycleEvent = (
     WorkerStateChanged
     | WorkerCrashed
@@ -153,6 +175,8 @@ LifecycleEvent = (
     | MessagesHandedBack
     | ConsumersReaped
     | RedisConnectivity
+    | ChildSpawned
+    | ChildStopped
 )
 
 Emit = Callable[[LifecycleEvent], None]

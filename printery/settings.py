@@ -23,7 +23,7 @@ import math
 import os
 import re
 import socket
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -119,6 +119,8 @@ class Settings(BaseSettings):
     notify_webhook_backoff_max_ms: int = Field(5000, ge=0, le=3_600_000)
     notify_marker_ttl: int = Field(7 * 86400, ge=60, le=365 * 86400)
     timeline_ttl: int = Field(7 * 86400, ge=60, le=365 * 86400)
+    # Workers in their own processes (DESIGN §7): read by printery.processes.workers_file.
+    workers_file: str | None = None
     per_worker: dict[str, dict[str, str]] = Field(default_factory=dict, exclude=True)
 
     @field_validator("log_level", mode="before")
@@ -211,10 +213,14 @@ class Settings(BaseSettings):
     @property
     def workers(self) -> list[str]:
         """Selected worker names, short names resolved; ``all`` expanded."""
+        return self.selected_workers()
+
+    def selected_workers(self, declared: Sequence[str] = ()) -> list[str]:
+        """Selected worker names; ``all`` is the built-in four plus ``declared`` (the file's)."""
         names: list[str] = []
         for raw in self.worker_mode.split(","):
             name = WORKER_ALIASES.get(raw, raw)
-            expanded = list(BUILTIN_WORKERS) if name == "all" else [name]
+            expanded = [*BUILTIN_WORKERS, *declared] if name == "all" else [name]
             names.extend(n for n in expanded if n not in names)
         return names
 

@@ -13,6 +13,8 @@ from typing import Any
 import structlog
 
 from printery.lifecycle import (
+    ChildSpawned,
+    ChildStopped,
     ConsumersReaped,
     HandlerHung,
     HandlerRaised,
@@ -153,6 +155,17 @@ def log_sink(consumer: str) -> Any:
                     worker=worker,
                     stream=stream,
                     consumers=list(consumers),
+                )
+            case ChildSpawned(worker, pid):
+                log.info("printery.child_spawned", worker=worker, pid=pid)
+            case ChildStopped(worker, pid, reason, killed, detail):
+                getattr(log, "warning" if killed or reason != "exited" else "info")(
+                    "printery.child_stopped",
+                    worker=worker,
+                    pid=pid,
+                    reason=reason,
+                    killed=killed,
+                    detail=detail,
                 )
             case RedisConnectivity(worker, up, error, attempt, _):
                 if up:

@@ -15,6 +15,8 @@ from prometheus_client.registry import Collector
 
 from printery import __version__
 from printery.lifecycle import (
+    ChildSpawned,
+    ChildStopped,
     HandlerHung,
     HandlerRaised,
     LifecycleEvent,
@@ -133,6 +135,20 @@ class Metrics:
         self.redis_up = Gauge(
             "printery_redis_up", "1 when Redis answered the last attempt", registry=r
         )
+        # Workers in their own processes (printery.processes): their children.
+        self.children = Gauge(
+            "printery_worker_children", "Child processes alive", ["worker"], registry=r
+        )
+        self.spawns = Counter(
+            "printery_worker_child_spawns", "Child processes started", ["worker"], registry=r
+        )
+        self.kills = Counter(
+            "printery_worker_child_kills",
+            "Child processes killed by the daemon, by reason (timeout, rss, tasks, protocol, "
+            "heartbeat, start, shutdown)",
+            ["worker", "reason"],
+            registry=r,
+        )
         self.build = Info("printery_build", "The running printery", registry=r)
         self.build.info({"version": __version__})
         self.redis_up.set(1)
@@ -160,3 +176,10 @@ class Metrics:
                 self.errors.labels(worker).inc()
             case RedisConnectivity(up=up):
                 self.redis_up.set(1 if up else 0)
+            case ChildSpawned(worker=worker):
+                self.spawns.labels(worker).inc()
+                self.children.labels(worker).inc()
+            case ChildStopped(worker=worker, reason=reason, killed=killed):
+                self.children.labels(worker).dec()
+                if killed:
+                    self.kills.labels(worker, reason).inc()

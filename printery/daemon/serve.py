@@ -30,14 +30,10 @@ from printery.daemon.logs import configure_logging, get_logger, log_sink
 from printery.daemon.metrics import Metrics
 from printery.daemon.signals import early_signals, listen_early
 from printery.daemon.web import Endpoints
-from printery.errors import (
-    ConfigError,
-    ConsumerNameTaken,
-    RedisPermanent,
-    RedisUnavailable,
-    find,
-)
+from printery.errors import ConfigError, ConsumerNameTaken, RedisPermanent, RedisUnavailable, find
 from printery.lifecycle import Emit, Hub
+from printery.processes.worker import ProcessWorker, process_worker_factory
+from printery.processes.workers_file import load_workers_file
 from printery.redis.adapter import StreamAdapter, connect
 from printery.redis.keys import Keys
 from printery.redis.replies import GroupStats
@@ -80,6 +76,11 @@ _FLAGS: dict[str, tuple[str, Any, str]] = {
     "--http-host": ("http_host", str, "address of /health, /ready, /metrics [HTTP_HOST]"),
     "--http-port": ("http_port", int, "port of the endpoints; 0 disables [HTTP_PORT]"),
     "--stream-prefix": ("stream_prefix", str, "prefix of every Redis key [STREAM_PREFIX]"),
+    "--workers-file": (
+        "workers_file",
+        str,
+        "TOML file declaring workers that run in their own processes [WORKERS_FILE]",
+    ),
 }
 
 
@@ -155,9 +156,10 @@ def run(argv: Sequence[str] | None = None) -> int:
 def build_manager(settings: Settings, deps: WorkerDeps, emit: Emit) -> WorkerManager:
     """The selected workers, built and registered under a manager configured by ``settings``.
 
-    Raises ConfigError for an unknown worker, a bad per-worker setting or a
-    dependency cycle: configuration errors surface before any I/O.
+    Raises ConfigError for an unknown worker, a bad per-worker setting, a bad
+    workers file or a dependency cycle: configuration errors surface before any I/O.
     """
+    declared = load_workers_file(settings.workers_file) if settings.workers_file else {}
     manager = WorkerManager(
         emit=emit,
         supervised=settings.supervised_mode,
@@ -169,10 +171,20 @@ def build_manager(settings: Settings, deps: WorkerDeps, emit: Emit) -> WorkerMan
         ),
         health_check_interval=settings.health_check_interval,
         shutdown_timeout=settings.shutdown_timeout,
-        known_workers=set(BUILTIN_WORKERS),
+        known_workers={*BUILTIN_WORKERS, *declared},
     )
-    for name in settings.workers:
-        worker = load_factory(name)(deps)
+    for name in settings.selected_workers(list(declared)):
+        if name in declared:
+            factory = process_worker_factory(declared[name])
+        else:
+            try:
+                factory = load_factory(name)
+            except ConfigError as exc:
+                if not declared:
+                    raise
+                listed = ", ".join(declared)
+                raise ConfigError(exc.setting, f"{exc.reason}; WORKERS_FILE has {listed}") from None
+        worker = factory(deps)
         if not isinstance(worker, Worker):
             raise ConfigError("WORKER_MODE", f"{name!r} did not build a worker")
         # A StreamWorker carries its own hang timeout; for others, read the setting.
@@ -232,7 +244,12 @@ async def _serve(settings: Settings) -> int:
         settings.heartbeat_interval,
         manager.status,
         feeds=lambda: {
-            w.name: Feed(w.stream, w.group, w.in_flight)
+            w.name: Feed(
+                w.stream,
+                w.group,
+                w.in_flight,
+                w.children_status() if isinstance(w, ProcessWorker) else None,
+            )
             for w in workers
             if isinstance(w, StreamWorker)
         },

@@ -374,6 +374,28 @@ class StreamAdapter:
             items: list[Any] = await self.client.lrange(key, 0, -1)
         return [_text(i) for i in items]
 
+    async def apply(self, writes: Sequence[Write]) -> None:
+        """Write records outside any commit (HSET, capped RPUSH, EXPIRE), one round trip.
+
+        For state that moves while a message is still running (a task's progress):
+        nothing here acks anything, so nothing here needs to be atomic with an ack.
+        """
+        with translated():
+            pipe = self.client.pipeline(transaction=False)
+            for write in writes:
+                if write.op == "HSET":
+                    pairs = dict(zip(write.args[::2], write.args[1::2], strict=True))
+                    pipe.hset(write.key, mapping=pairs)  # type: ignore[arg-type]  # redis-py's mapping type is invariant
+                elif write.op == "RPUSH":
+                    value, cap = write.args
+                    pipe.rpush(write.key, value)
+                    pipe.ltrim(write.key, -int(cap), -1)
+                elif write.op == "EXPIRE":
+                    pipe.expire(write.key, int(write.args[0]))
+                else:
+                    raise ValueError(f"apply() does not write {write.op}")
+            await pipe.execute()
+
     async def get(self, key: str) -> str | None:
         with translated():
             value: Any = await self.client.get(key)
