@@ -32,6 +32,7 @@ __all__ = [
     "Entry",
     "GroupInfo",
     "GroupStats",
+    "PendingEntry",
     "Replayed",
     "StreamAdapter",
     "StreamInfo",
@@ -192,6 +193,16 @@ class GroupInfo:
     pending: int
     oldest_pending_id: str | None
     consumers: tuple[ConsumerInfo, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PendingEntry:
+    """One entry a group's consumer holds: who, how long since delivered, how many times."""
+
+    id: str
+    consumer: str
+    idle_ms: int
+    deliveries: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -525,6 +536,12 @@ class StreamAdapter:
             items: list[Any] = await self.client.lrange(key, 0, -1)
         return [_text(i) for i in items]
 
+    async def list_tail(self, key: str, count: int) -> list[str]:
+        """The last ``count`` items of a list (LRANGE -count -1), oldest first."""
+        with translated():
+            items: list[Any] = await self.client.lrange(key, -count, -1)
+        return [_text(i) for i in items]
+
     async def get(self, key: str) -> str | None:
         with translated():
             value: Any = await self.client.get(key)
@@ -587,6 +604,46 @@ class StreamAdapter:
         with translated():
             raw: Any = await self.client.xrange(stream, min=start, max=end, count=count)
         return [Entry(_str(i), dict(f)) for i, f in raw]
+
+    async def newest_entries(
+        self, stream: str, *, before: str | None = None, count: int = 50
+    ) -> list[Entry]:
+        """XREVRANGE, newest first, ``count`` at most; ``before`` (exclusive) pages backwards."""
+        with translated():
+            raw: Any = await self.client.xrevrange(
+                stream, max="+" if before is None else f"({before}", min="-", count=count
+            )
+        return [Entry(_str(i), dict(f)) for i, f in raw]
+
+    async def pending_entries(
+        self, stream: str, group: str, *, after: str | None = None, count: int = 50
+    ) -> list[PendingEntry]:
+        """XPENDING's extended form, oldest first; ``after`` (exclusive) pages forwards."""
+        with translated():
+            try:
+                raw: Any = await self.client.xpending_range(
+                    stream, group, min="-" if after is None else f"({after}", max="+", count=count
+                )
+            except rex.ResponseError as exc:
+                if str(exc).startswith("NOGROUP"):
+                    return []
+                raise
+        return [
+            PendingEntry(
+                _str(p["message_id"]),
+                _text(p["consumer"]),
+                int(p["time_since_delivered"]),
+                int(p["times_delivered"]),
+            )
+            for p in raw
+        ]
+
+    async def delete_entries(self, stream: str, ids: Sequence[str]) -> int:
+        """XDEL: remove these entries; returns how many were there."""
+        if not ids:
+            return 0
+        with translated():
+            return int(await self.client.xdel(stream, *ids))
 
     async def last_entry_id(self, stream: str) -> str | None:
         with translated():

@@ -36,7 +36,16 @@ from printery.keys import DEAD_SUFFIX, Keys
 from printery.publish import UsageProblem
 from printery.tables import parse_duration, render_table, shorten
 
-__all__ = ["DlqRequest", "add_dlq_parser", "ask", "dlq_request", "resolve_stream", "run"]
+__all__ = [
+    "DlqRequest",
+    "add_dlq_parser",
+    "ask",
+    "dlq_request",
+    "purge_all",
+    "replay_batches",
+    "resolve_stream",
+    "run",
+]
 
 _ID = re.compile(r"^\d+-\d+$")
 _PAGE = 100
@@ -291,6 +300,17 @@ async def _to_replay(adapter: StreamAdapter, request: DlqRequest) -> AsyncIterat
             return
         yield [e.id for e in page]
         start = f"({page[-1].id}"
+
+
+def replay_batches(adapter: StreamAdapter, request: DlqRequest) -> AsyncIterator[list[str]]:
+    """The ids a replay request covers, in batches; the dashboard replays with these too."""
+    return _to_replay(adapter, request)
+
+
+async def purge_all(adapter: StreamAdapter, dead: str) -> int:
+    """Delete every dead letter present now (one exact XTRIM MINID); returns how many."""
+    last = await adapter.last_entry_id(dead)
+    return 0 if last is None else await adapter.trim_before(dead, _after(last))
 
 
 async def _purge(
