@@ -1,4 +1,4 @@
-"""Replay and purge from the dashboard: 405 read-only, 401 nobody, 403 without CSRF or from elsewhere."""
+"""Dashboard actions: 405 read-only, 401 nobody, 403 without CSRF or from elsewhere."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ async def _letters(adapter: StreamAdapter, stream: str, n: int) -> list[str]:
 async def test_read_only_answers_405_and_hides_buttons(
     own_fake_adapter: StreamAdapter, prefix: str
 ) -> None:
-    """Without DASHBOARD_TOKEN every action is 405, even with a token offered, and no button shows."""
+    """Without DASHBOARD_TOKEN every action is 405, token offered or not; no button shows."""
     stream = Keys(prefix).started
     (dead_id,) = await _letters(own_fake_adapter, stream, 1)
     async with dashboard_client(own_fake_adapter, prefix) as client:
@@ -85,7 +85,7 @@ async def test_bearer_replays_without_csrf(own_fake_adapter: StreamAdapter, pref
 async def test_session_needs_csrf_and_same_origin(
     own_fake_adapter: StreamAdapter, prefix: str
 ) -> None:
-    """A signed-in browser gets 403 without the CSRF token, with a wrong one, or from another origin."""
+    """A signed-in browser gets 403 without the CSRF token, a wrong one, or from elsewhere."""
     stream = Keys(prefix).started
     (dead_id,) = await _letters(own_fake_adapter, stream, 1)
     async with dashboard_client(own_fake_adapter, prefix, TOKEN) as client:
@@ -168,7 +168,7 @@ async def test_signin_cookie_flags_and_wrong_token(
 
 
 def test_session_cookie_expires_and_binds_csrf() -> None:
-    """A session lasts SESSION_S; its CSRF token is its own; another process's cookie is refused."""
+    """A session lasts SESSION_S; its CSRF token is its own; another process's is refused."""
     now = [1_000_000.0]
     auth = Auth(Token(TOKEN), clock=lambda: now[0])
     cookie = auth.new_session()
