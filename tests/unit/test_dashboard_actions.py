@@ -183,7 +183,7 @@ def test_session_cookie_expires_and_binds_csrf() -> None:
 
 
 async def test_headers_on_every_response(own_fake_adapter: StreamAdapter, prefix: str) -> None:
-    """CSP with a fresh nonce (the script's), nosniff, no-referrer, no-store: on pages and errors."""
+    """CSP with a fresh nonce (the script's), nosniff, no-referrer, no-store, on errors too."""
     async with dashboard_client(own_fake_adapter, prefix) as client:
         answers = [
             await client.get("/"),
