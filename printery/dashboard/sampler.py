@@ -83,7 +83,7 @@ class Sampler:
         self.clock = clock
         self.reads = 0  # readings taken, for tests and the benchmark
         self._snapshot: Snapshot | None = None
-        self._ready = asyncio.Event()
+        self._finished = 0
         self._previous: dict[tuple[str, str], int] | None = None
         # (time, consumer, worker, delta) per sample and worker, for the last hour
         self._ring: deque[tuple[float, tuple[str, str], int]] = deque()
@@ -92,7 +92,7 @@ class Sampler:
         self._first_at: float | None = None
 
     async def current(self) -> Snapshot:
-        """The latest snapshot; the first call waits for (or takes) the first reading."""
+        """The latest snapshot; the first call waits for (or shares) the first reading."""
         if self._snapshot is None:
             await self.sample()
         assert self._snapshot is not None  # noqa: S101 - sample() always sets one
@@ -114,10 +114,10 @@ class Sampler:
 
     async def sample(self) -> Snapshot:
         """Take one reading now; concurrent callers share it."""
-        started = self.reads
+        seen = self._finished
         async with self._lock:
-            if self.reads != started and self._snapshot is not None:
-                return self._snapshot  # someone read while we waited for the lock
+            if self._finished != seen and self._snapshot is not None:
+                return self._snapshot  # a reading finished while we waited for the lock
             self.reads += 1
             now = self.clock()
             try:
@@ -142,7 +142,7 @@ class Sampler:
                     per_minute=self._per_minute(now),
                     samples=self.reads,
                 )
-            self._ready.set()
+            self._finished += 1
             return self._snapshot
 
     def _record(self, now: float, doc: dict[str, Any]) -> None:
