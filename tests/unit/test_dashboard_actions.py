@@ -99,15 +99,23 @@ async def test_session_needs_csrf_and_same_origin(
         cross = await client.post(
             url, data={"ids": dead_id, "csrf": csrf}, headers={"Sec-Fetch-Site": "cross-site"}
         )
+        null = await client.post(
+            url, data={"ids": dead_id, "csrf": csrf}, headers={"Origin": "null"}
+        )
         assert 1 == await own_fake_adapter.length(f"{stream}:dead")
-        origin = f"http://{client.host}:{client.port}"
+        ours = await client.post(
+            url,
+            data={"ids": dead_id, "csrf": "0" * 64},
+            headers={"Origin": f"http://{client.host}:{client.port}"},
+        )
         done = await client.post(
             url,
             data={"ids": dead_id, "csrf": csrf},
-            headers={"Origin": origin},
+            headers={"Origin": "null", "Sec-Fetch-Site": "same-origin"},  # Chromium's own post
             allow_redirects=False,
         )
-    assert [403, 403, 403, 403] == [r.status for r in (missing, wrong, elsewhere, cross)]
+    assert [403, 403, 403, 403, 403] == [r.status for r in (missing, wrong, elsewhere, cross, null)]
+    assert 403 == ours.status  # our origin, but still the wrong CSRF token
     assert 303 == done.status
     assert f"/dead/{stream}?purged=1" == done.headers["Location"]
     assert 0 == await own_fake_adapter.length(f"{stream}:dead")
