@@ -106,6 +106,11 @@ def pretty(value: str, cap: int = TEXT_CAP) -> str:
     return clip(value, cap)
 
 
+def task_state(state: object) -> str:
+    """A task's colour: one still running is in progress (a worker running is simply fine)."""
+    return "busy" if state == "running" else state_class(state)
+
+
 def as_json(value: object) -> str:
     """Any JSON value indented for reading, as plain text (escaped like any other)."""
     return json.dumps(value, indent=2, ensure_ascii=False, default=str)
@@ -154,6 +159,7 @@ def _make_env() -> jinja2.Environment:
         pretty=pretty,
         as_json=as_json,
         state=state_class,
+        task_state=task_state,
         path=path_part,
     )
     environment.globals.update(sparkline=sparkline, since_id=since_id)

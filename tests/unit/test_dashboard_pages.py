@@ -192,7 +192,7 @@ async def test_task_record_with_progress_and_log(
     assert '<progress max="100" value="40.0">' in text
     assert "resizing" in text
     assert "fetched 3 images" in text
-    assert '<span class="state busy">running</span>' not in text
+    assert '<span class="state busy">running</span>' in text  # in progress, not done
     assert "thumbnailer" in text
 
 
