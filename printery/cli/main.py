@@ -152,6 +152,20 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     demo.add_argument("--verbose", action="store_true", help="also show the workers' logs")
+    dashboard = sub.add_parser(
+        "dashboard",
+        parents=[common],
+        help="serve a live web page of the installation",
+        description="Serve a web page that shows every daemon, worker, stream, dead letter, "
+        "deployment and task live, read from Redis. Read-only unless DASHBOARD_TOKEN is set; "
+        "a host other than loopback needs the token.",
+        epilog="examples:\n"
+        "  printery dashboard\n"
+        "  DASHBOARD_TOKEN=$(openssl rand -hex 24) printery dashboard --host 0.0.0.0",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    dashboard.add_argument("--host", default=None, help="address to listen on [DASHBOARD_HOST]")
+    dashboard.add_argument("--port", type=int, default=None, help="port [DASHBOARD_PORT]")
     return parser
 
 
@@ -209,6 +223,10 @@ def run(argv: Sequence[str] | None = None) -> int:
         return _with_redis(
             settings, lambda a: run_task_command(a, keys, args.event_id, as_json=args.json)
         )
+    if args.command == "dashboard":
+        from printery.dashboard.serve import serve  # noqa: PLC0415 - the web page loads only here
+
+        return serve(settings, args.host, args.port)
     return 2  # pragma: no cover - argparse requires a known command
 
 

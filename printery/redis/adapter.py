@@ -26,7 +26,15 @@ from redis.backoff import NoBackoff
 
 from printery.errors import GroupMissing, RedisError, RedisPermanent, RedisUnavailable
 from printery.redis import scripts
-from printery.redis.replies import ConsumerInfo, Entry, GroupInfo, GroupStats, Replayed, StreamInfo
+from printery.redis.replies import (
+    ConsumerInfo,
+    Entry,
+    GroupInfo,
+    GroupStats,
+    PendingEntry,
+    Replayed,
+    StreamInfo,
+)
 from printery.redis.writes import Write, commit_payload, outputs_problem
 
 __all__ = [
@@ -396,6 +404,12 @@ class StreamAdapter:
                     raise ValueError(f"apply() does not write {write.op}")
             await pipe.execute()
 
+    async def list_tail(self, key: str, count: int) -> list[str]:
+        """The last ``count`` items of a list (LRANGE -count -1), oldest first."""
+        with translated():
+            items: list[Any] = await self.client.lrange(key, -count, -1)
+        return [_text(i) for i in items]
+
     async def get(self, key: str) -> str | None:
         with translated():
             value: Any = await self.client.get(key)
@@ -458,6 +472,46 @@ class StreamAdapter:
         with translated():
             raw: Any = await self.client.xrange(stream, min=start, max=end, count=count)
         return [Entry(_str(i), dict(f)) for i, f in raw]
+
+    async def newest_entries(
+        self, stream: str, *, before: str | None = None, count: int = 50
+    ) -> list[Entry]:
+        """XREVRANGE, newest first, ``count`` at most; ``before`` (exclusive) pages backwards."""
+        with translated():
+            raw: Any = await self.client.xrevrange(
+                stream, max="+" if before is None else f"({before}", min="-", count=count
+            )
+        return [Entry(_str(i), dict(f)) for i, f in raw]
+
+    async def pending_entries(
+        self, stream: str, group: str, *, after: str | None = None, count: int = 50
+    ) -> list[PendingEntry]:
+        """XPENDING's extended form, oldest first; ``after`` (exclusive) pages forwards."""
+        with translated():
+            try:
+                raw: Any = await self.client.xpending_range(
+                    stream, group, min="-" if after is None else f"({after}", max="+", count=count
+                )
+            except rex.ResponseError as exc:
+                if str(exc).startswith("NOGROUP"):
+                    return []
+                raise
+        return [
+            PendingEntry(
+                _str(p["message_id"]),
+                _text(p["consumer"]),
+                int(p["time_since_delivered"]),
+                int(p["times_delivered"]),
+            )
+            for p in raw
+        ]
+
+    async def delete_entries(self, stream: str, ids: Sequence[str]) -> int:
+        """XDEL: remove these entries; returns how many were there."""
+        if not ids:
+            return 0
+        with translated():
+            return int(await self.client.xdel(stream, *ids))
 
     async def last_entry_id(self, stream: str) -> str | None:
         with translated():

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ConsumerInfo", "Entry", "GroupInfo", "GroupStats", "Replayed", "StreamInfo"]
+__all__ = [
+    "ConsumerInfo",
+    "Entry",
+    "GroupInfo",
+    "GroupStats",
+    "PendingEntry",
+    "Replayed",
+    "StreamInfo",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +52,16 @@ class GroupInfo:
     pending: int
     oldest_pending_id: str | None
     consumers: tuple[ConsumerInfo, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PendingEntry:
+    """One entry a group's consumer holds: who, how long since delivered, how many times."""
+
+    id: str
+    consumer: str
+    idle_ms: int
+    deliveries: int
 
 
 @dataclass(frozen=True, slots=True)
