@@ -35,6 +35,7 @@ __all__ = [
     "Replayed",
     "StreamAdapter",
     "StreamInfo",
+    "Trim",
     "Write",
     "connect",
     "outputs_problem",
@@ -202,6 +203,15 @@ class StreamInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class Trim:
+    """One retention trim: entries removed, entries left, the MINID used (None: none was due)."""
+
+    trimmed: int
+    length: int
+    min_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Replayed:
     """One dead letter's replay: the new entry's id, or why it stayed where it was."""
 
@@ -299,6 +309,8 @@ class StreamAdapter:
         self._release = client.register_script(scripts.RELEASE)
         self._reap = client.register_script(scripts.REAP_CONSUMERS)
         self._replay_dead = client.register_script(scripts.REPLAY_DEAD)
+        self._trim_acknowledged = client.register_script(scripts.TRIM_ACKNOWLEDGED)
+        self._unlock = client.register_script(scripts.UNLOCK)
 
     async def ping(self) -> None:
         with translated():
@@ -614,6 +626,31 @@ class StreamAdapter:
         """Delete every entry older than ``min_id`` (XTRIM MINID, exact); returns how many."""
         with translated():
             return int(await self.client.xtrim(stream, minid=min_id, approximate=False))
+
+    # -- retention (DESIGN §6) ---------------------------------------------------------
+
+    async def trim_acknowledged(self, stream: str, retention_ms: int, *, needs_group: bool) -> Trim:
+        """Trim what every group has acknowledged and is older than ``retention_ms``, atomically.
+
+        With ``needs_group`` a stream that has no group is left whole; without,
+        its entries go by age alone (still never one some group has not acknowledged).
+        """
+        with translated():
+            reply: Any = await self._trim_acknowledged(
+                keys=[stream], args=[retention_ms, "1" if needs_group else "0"]
+            )
+        trimmed, length, min_id = reply
+        return Trim(int(trimmed), int(length), _str(min_id) if min_id else None)
+
+    async def try_lock(self, key: str, token: str, ttl_ms: int) -> bool:
+        """SET NX PX: True if this call took the lock."""
+        with translated():
+            return bool(await self.client.set(key, token, nx=True, px=ttl_ms))
+
+    async def unlock(self, key: str, token: str) -> None:
+        """Release a lock this token holds; someone else's (ours expired) is left alone."""
+        with translated():
+            await self._unlock(keys=[key], args=[token])
 
 
 def _commit_payload(

@@ -23,6 +23,8 @@ __all__ = [
     "MessagesHandedBack",
     "Outcome",
     "RedisConnectivity",
+    "StreamTrimmed",
+    "TrimFailed",
     "WorkerCrashed",
     "WorkerFailed",
     "WorkerRestartScheduled",
@@ -128,6 +130,23 @@ class RedisConnectivity:
     delay_s: float = 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class StreamTrimmed:
+    """A retention pass over one stream: entries removed (0: none due, or another daemon's turn)."""
+
+    stream: str
+    trimmed: int
+    length: int
+
+
+@dataclass(frozen=True, slots=True)
+class TrimFailed:
+    """A retention pass could not trim a stream; the next pass tries again."""
+
+    stream: str
+    error: str
+
+
 LifecycleEvent = (
     WorkerStateChanged
     | WorkerCrashed
@@ -139,6 +158,8 @@ LifecycleEvent = (
     | MessagesHandedBack
     | ConsumersReaped
     | RedisConnectivity
+    | StreamTrimmed
+    | TrimFailed
 )
 
 Emit = Callable[[LifecycleEvent], None]

@@ -21,6 +21,8 @@ from printery.lifecycle import (
     MessagesHandedBack,
     Outcome,
     RedisConnectivity,
+    StreamTrimmed,
+    TrimFailed,
     WorkerCrashed,
     WorkerFailed,
     WorkerRestartScheduled,
@@ -136,6 +138,13 @@ def log_sink(consumer: str) -> Any:
                     stream=stream,
                     consumers=list(consumers),
                 )
+            case StreamTrimmed(stream, trimmed, length):
+                if trimmed:
+                    log.debug(
+                        "printery.stream_trimmed", stream=stream, trimmed=trimmed, length=length
+                    )
+            case TrimFailed(stream, error):
+                log.warning("printery.trim_failed", stream=stream, error=error)
             case RedisConnectivity(worker, up, error, attempt, _):
                 if up:
                     log.info("printery.redis_reconnected", worker=worker, attempts=attempt)

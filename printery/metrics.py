@@ -21,6 +21,7 @@ from printery.lifecycle import (
     MessageHandled,
     Outcome,
     RedisConnectivity,
+    StreamTrimmed,
     WorkerCrashed,
     WorkerRestartScheduled,
     WorkerState,
@@ -57,9 +58,11 @@ class _LiveCollector(Collector):
         self,
         status: Callable[[], Mapping[str, WorkerStatus]],
         streams: Callable[[], Iterable[GroupStats]],
+        lengths: Mapping[str, int],
     ) -> None:
         self._status = status
         self._streams = streams
+        self._lengths = lengths
 
     def collect(self) -> Iterable[Metric]:
         up = GaugeMetricFamily(
@@ -89,11 +92,15 @@ class _LiveCollector(Collector):
         length = GaugeMetricFamily(
             "printery_stream_length", "Entries in the stream", labels=["stream"]
         )
+        # Every retained stream as of the last trim pass; the consumed ones read fresh.
+        lengths = dict(self._lengths)
         for stats in self._streams():
             pending.add_metric([stats.stream, stats.group], stats.pending)
             if stats.lag is not None:
                 lag.add_metric([stats.stream, stats.group], stats.lag)
-            length.add_metric([stats.stream], stats.length)
+            lengths[stats.stream] = stats.length
+        for stream, entries in sorted(lengths.items()):
+            length.add_metric([stream], entries)
         yield from (up, uptime, state, pending, lag, length)
 
 
@@ -128,8 +135,15 @@ class Metrics:
         )
         self.build = Info("printery_build", "The running printery", registry=r)
         self.build.info({"version": __version__})
+        self.trimmed = Counter(
+            "printery_stream_trimmed",
+            "Entries removed by retention (DESIGN §6)",
+            ["stream"],
+            registry=r,
+        )
         self.redis_up.set(1)
-        r.register(_LiveCollector(status, streams))
+        self._lengths: dict[str, int] = {}
+        r.register(_LiveCollector(status, streams, self._lengths))
         self._per_message: dict[tuple[str, Outcome], tuple[Any, Any]] = {}
 
     def sink(self, event: LifecycleEvent) -> None:
@@ -150,3 +164,6 @@ class Metrics:
                 self.errors.labels(worker).inc()
             case RedisConnectivity(up=up):
                 self.redis_up.set(1 if up else 0)
+            case StreamTrimmed(stream=stream, trimmed=trimmed, length=entries):
+                self.trimmed.labels(stream).inc(trimmed)
+                self._lengths[stream] = entries

@@ -168,6 +168,15 @@ class StreamWorker(abc.ABC):
         """The input stream."""
 
     @property
+    def output_streams(self) -> tuple[str, ...]:
+        """The streams this worker writes to, which the daemon also trims (DESIGN §6).
+
+        None by default; a worker of one's own names its outputs here so that
+        they are kept only as long as ``STREAM_RETENTION`` says.
+        """
+        return ()
+
+    @property
     def max_in_flight(self) -> int:
         """Messages read but not yet acked: running handlers plus two batches of read-ahead.
 
