@@ -24,7 +24,13 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from printery import scripts
-from printery.errors import GroupMissing, RedisError, RedisPermanent, RedisUnavailable
+from printery.errors import (
+    GroupMissing,
+    RedisError,
+    RedisOutOfMemory,
+    RedisPermanent,
+    RedisUnavailable,
+)
 
 __all__ = [
     "DEAD_LETTER_FIELDS",
@@ -249,6 +255,8 @@ def translated() -> Iterator[None]:
     """Translate redis-py's exceptions into printery's; the one boundary that does it."""
     try:
         yield
+    except rex.OutOfMemoryError as exc:
+        raise RedisOutOfMemory(_with_code(exc)) from exc
     except _STRIPPED_UNAVAILABLE as exc:
         raise RedisUnavailable(_with_code(exc)) from exc
     except rex.NoPermissionError as exc:
@@ -259,7 +267,9 @@ def translated() -> Iterator[None]:
         # blocked XREADGROUP (Redis 7). Either way: recreate the group.
         if message.startswith(("NOGROUP", "UNBLOCKED")) or "no such key" in message:
             raise GroupMissing(message) from exc
-        if message.startswith(("OOM", "LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN")):
+        if message.startswith("OOM"):
+            raise RedisOutOfMemory(message) from exc
+        if message.startswith(("LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN")):
             raise RedisUnavailable(message) from exc
         if message.startswith(("NOAUTH", "WRONGPASS", "NOPERM")):
             raise RedisPermanent(message) from exc

@@ -52,7 +52,7 @@ from typing import Final
 import anyio
 
 from printery.adapter import StreamAdapter
-from printery.errors import RedisError, RedisUnavailable
+from printery.errors import RedisError, RedisOutOfMemory, RedisUnavailable
 from printery.keys import DEAD_SUFFIX, Keys
 from printery.lifecycle import Emit, StreamTrimmed, TrimFailed
 from printery.settings import Settings
@@ -142,7 +142,13 @@ class Trimmer:
 
     async def _trim(self, target: Target) -> int:
         lock = self.keys.trim_lock(target.stream)
-        if not await self.adapter.try_lock(lock, self.token, int(LOCK_TTL_S * 1000)):
+        try:
+            locked = await self.adapter.try_lock(lock, self.token, int(LOCK_TTL_S * 1000))
+        except RedisOutOfMemory:
+            # No lock can be written, and trimming is what frees memory: trim unlocked
+            # (safe; the lock only saves work).
+            locked = None
+        if locked is False:
             # Another daemon trims it right now; this one only reports its length.
             self.emit(StreamTrimmed(target.stream, 0, await self.adapter.length(target.stream)))
             return 0
@@ -153,7 +159,8 @@ class Trimmer:
                 needs_group=not target.by_age,
             )
         finally:
-            with contextlib.suppress(RedisError):  # unreleased, it expires with its TTL
-                await self.adapter.unlock(lock, self.token)
+            if locked:
+                with contextlib.suppress(RedisError):  # unreleased, it expires with its TTL
+                    await self.adapter.unlock(lock, self.token)
         self.emit(StreamTrimmed(target.stream, done.trimmed, done.length))
         return done.trimmed

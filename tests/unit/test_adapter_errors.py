@@ -6,12 +6,18 @@ import pytest
 from redis._parsers import _RESP2Parser
 
 from printery.adapter import translated
-from printery.errors import GroupMissing, RedisError, RedisPermanent, RedisUnavailable
+from printery.errors import (
+    GroupMissing,
+    RedisError,
+    RedisOutOfMemory,
+    RedisPermanent,
+    RedisUnavailable,
+)
 
 pytestmark = pytest.mark.timeout(10)
 
 REPLIES = [
-    ("OOM command not allowed when used memory > 'maxmemory'.", RedisUnavailable, "OOM "),
+    ("OOM command not allowed when used memory > 'maxmemory'.", RedisOutOfMemory, "OOM "),
     ("READONLY You can't write against a read only replica.", RedisUnavailable, "READONLY "),
     ("TRYAGAIN Multiple keys request during rehashing of slot", RedisUnavailable, "TRYAGAIN "),
     ("MASTERDOWN Link with MASTER is down", RedisUnavailable, "MASTERDOWN "),
