@@ -81,6 +81,25 @@ async def test_entries_pending_in_one_group_but_acked_in_another_are_never_trimm
     assert 3 == pending["pending"]
 
 
+async def test_trimming_keeps_every_groups_lag_known(
+    real_adapter: StreamAdapter, prefix: str
+) -> None:
+    """Only what every group read goes, so Redis can still count each group's lag (KEDA's input)."""
+    recorder = Recorder()
+    stream = Keys(prefix).started
+    await aged(real_adapter, stream, 10, 2 * HOUR_MS)
+    for group, count in (("validator", 6), ("audit", 8)):
+        await real_adapter.ensure_group(stream, group)
+        await real_adapter.client.xack(
+            stream, group, *await read(real_adapter, stream, group, count)
+        )
+    assert 6 == await trimmer(real_adapter, prefix, recorder).trim_once()
+    await real_adapter.add(stream, {"n": "new"})
+    info = await real_adapter.stream_info(stream)
+    assert info is not None
+    assert {"validator": 5, "audit": 3} == {g.name: g.lag for g in info.groups}
+
+
 async def test_unread_entries_are_never_trimmed_however_old(
     real_adapter: StreamAdapter, prefix: str
 ) -> None:
