@@ -6,11 +6,14 @@ every write and the pipeline stops. Each daemon runs a :class:`Trimmer` beside
 its workers; every ``STREAM_TRIM_INTERVAL`` it trims each stream its prefix
 owns, and the streams its workers name::
 
-    stream                                  kept                                   no group yet
-    stage streams, a worker's input and     what some group has not read or still  left whole
-    outputs (STREAM_RETENTION)              holds, and whatever is younger
-    printery:notifications:delivered        the same                               by age alone
-    <stream>:dead (DEAD_LETTER_RETENTION)   the same                               by age alone
+    stream                                 retention               with no group yet
+    stage streams; a worker's input and    STREAM_RETENTION        left whole
+      the outputs it names
+    printery:notifications:delivered       STREAM_RETENTION        trimmed by age alone
+    <stream>:dead                          DEAD_LETTER_RETENTION   trimmed by age alone
+
+Whatever the stream, an entry some group has not read or still holds pending
+is kept, and so is one younger than the retention.
 
 The cut is one MINID: the lowest of the age cutoff (Redis's ``TIME`` less the
 retention: entry ids carry Redis's clock, so no daemon's clock matters) and,
