@@ -244,6 +244,7 @@ async def test_a_group_reading_between_the_check_and_the_trim_loses_nothing(
     assert ids[4:] == await kept(real_adapter, stream)
 
 
+@pytest.mark.timeout(60)
 async def test_concurrent_reads_acks_and_trims_lose_no_entry(
     redis_server: RedisServer, prefix: str
 ) -> None:
@@ -259,7 +260,7 @@ async def test_concurrent_reads_acks_and_trims_lose_no_entry(
     done = anyio.Event()
 
     async def produce() -> None:
-        for n in range(1500):
+        for n in range(1000):
             published.append(await producer.xadd(stream, {"n": str(n)}))
             if n % 50 == 0:
                 await anyio.sleep(0)
@@ -286,7 +287,7 @@ async def test_concurrent_reads_acks_and_trims_lose_no_entry(
             await anyio.sleep(0.003)
 
     try:
-        with anyio.fail_after(25):
+        with anyio.fail_after(45):  # a loaded machine; the test proves loss, not speed
             async with anyio.create_task_group() as tg:
                 tg.start_soon(produce)
                 for n, client in enumerate(readers):
@@ -294,6 +295,9 @@ async def test_concurrent_reads_acks_and_trims_lose_no_entry(
                 tg.start_soon(trim)
         assert [] == holes
         assert sorted(published) == sorted(seen)
+        newest = int(published[-1].split(b"-")[0])
+        while await adapter.server_time_ms() <= newest + 2:  # every entry past the 1 ms retention
+            await anyio.sleep(0.001)
         await adapter.trim_acknowledged(stream, 1, needs_group=True)
         assert 0 == await adapter.length(stream)
     finally:
