@@ -26,6 +26,8 @@ __all__ = [
     "MessagesHandedBack",
     "Outcome",
     "RedisConnectivity",
+    "StreamTrimmed",
+    "TrimFailed",
     "WorkerCrashed",
     "WorkerFailed",
     "WorkerRestartScheduled",
@@ -163,6 +165,23 @@ class ChildStopped:
     detail: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class StreamTrimmed:
+    """A retention pass over one stream: entries removed (0: none due, or another daemon's turn)."""
+
+    stream: str
+    trimmed: int
+    length: int
+
+
+@dataclass(frozen=True, slots=True)
+class TrimFailed:
+    """A retention pass could not trim a stream; the next pass tries again."""
+
+    stream: str
+    error: str
+
+
 LifecycleEvent = (
     WorkerStateChanged
     | WorkerCrashed
@@ -177,6 +196,8 @@ LifecycleEvent = (
     | RedisConnectivity
     | ChildSpawned
     | ChildStopped
+    | StreamTrimmed
+    | TrimFailed
 )
 
 Emit = Callable[[LifecycleEvent], None]

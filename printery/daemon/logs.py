@@ -24,6 +24,8 @@ from printery.lifecycle import (
     MessagesHandedBack,
     Outcome,
     RedisConnectivity,
+    StreamTrimmed,
+    TrimFailed,
     WorkerCrashed,
     WorkerFailed,
     WorkerRestartScheduled,
@@ -167,6 +169,13 @@ def log_sink(consumer: str) -> Any:
                     killed=killed,
                     detail=detail,
                 )
+            case StreamTrimmed(stream, trimmed, length):
+                if trimmed:
+                    log.debug(
+                        "printery.stream_trimmed", stream=stream, trimmed=trimmed, length=length
+                    )
+            case TrimFailed(stream, error):
+                log.warning("printery.trim_failed", stream=stream, error=error)
             case RedisConnectivity(worker, up, error, attempt, _):
                 if up:
                     log.info("printery.redis_reconnected", worker=worker, attempts=attempt)

@@ -23,6 +23,7 @@ from printery.lifecycle import (
     MessageHandled,
     Outcome,
     RedisConnectivity,
+    StreamTrimmed,
     WorkerCrashed,
     WorkerRestartScheduled,
     WorkerState,
@@ -60,9 +61,11 @@ class _LiveCollector(Collector):
         self,
         status: Callable[[], Mapping[str, WorkerStatus]],
         streams: Callable[[], Iterable[GroupStats]],
+        lengths: Mapping[str, int],
     ) -> None:
         self._status = status
         self._streams = streams
+        self._lengths = lengths
 
     def collect(self) -> Iterable[Metric]:
         up = GaugeMetricFamily(
@@ -92,11 +95,15 @@ class _LiveCollector(Collector):
         length = GaugeMetricFamily(
             "printery_stream_length", "Entries in the stream", labels=["stream"]
         )
+        # Every retained stream as of the last trim pass; the consumed ones read fresh.
+        lengths = dict(self._lengths)
         for stats in self._streams():
             pending.add_metric([stats.stream, stats.group], stats.pending)
             if stats.lag is not None:
                 lag.add_metric([stats.stream, stats.group], stats.lag)
-            length.add_metric([stats.stream], stats.length)
+            lengths[stats.stream] = stats.length
+        for stream, entries in sorted(lengths.items()):
+            length.add_metric([stream], entries)
         yield from (up, uptime, state, pending, lag, length)
 
 
@@ -151,8 +158,15 @@ class Metrics:
         )
         self.build = Info("printery_build", "The running printery", registry=r)
         self.build.info({"version": __version__})
+        self.trimmed = Counter(
+            "printery_stream_trimmed",
+            "Entries removed by retention (DESIGN §6)",
+            ["stream"],
+            registry=r,
+        )
         self.redis_up.set(1)
-        r.register(_LiveCollector(status, streams))
+        self._lengths: dict[str, int] = {}
+        r.register(_LiveCollector(status, streams, self._lengths))
         self._per_message: dict[tuple[str, Outcome], tuple[Any, Any]] = {}
 
     def sink(self, event: LifecycleEvent) -> None:
@@ -183,3 +197,6 @@ class Metrics:
                 self.children.labels(worker).dec()
                 if killed:
                     self.kills.labels(worker, reason).inc()
+            case StreamTrimmed(stream=stream, trimmed=trimmed, length=entries):
+                self.trimmed.labels(stream).inc(trimmed)
+                self._lengths[stream] = entries

@@ -5,8 +5,9 @@
     parse flags ─► settings (bad: one line, exit 2) ─► logging ─► Redis ping
       (bad credentials: exit 2; unreachable: start degraded) ─► build workers
       (unknown, cycle: exit 2) ─► HTTP server ─► claim CONSUMER_NAME (taken: exit 2)
-      ─► start_all ─► … ─► SIGTERM/SIGINT ─► stop_all (drain) ─► release heartbeat,
-      close Redis ─► stop HTTP last ─► exit 0   (a second signal: exit 128+signal now)
+      ─► start_all (beside the workers: heartbeat, trimmer) ─► … ─► SIGTERM/SIGINT
+      ─► stop_all (drain) ─► release heartbeat, close Redis ─► stop HTTP last ─► exit 0
+      (a second signal: exit 128+signal now)
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from printery import __version__
 from printery.daemon.discovery import load_factory
 from printery.daemon.logs import configure_logging, get_logger, log_sink
 from printery.daemon.metrics import Metrics
+from printery.daemon.retention import Trimmer, targets
 from printery.daemon.signals import early_signals, listen_early
 from printery.daemon.web import Endpoints
 from printery.errors import ConfigError, ConsumerNameTaken, RedisPermanent, RedisUnavailable, find
@@ -255,6 +257,13 @@ async def _serve(settings: Settings) -> int:
         },
     )
     hub.subscribe(heartbeat.sink)
+    trimmer = Trimmer(
+        adapter,
+        keys,
+        targets(settings, keys, workers),
+        interval=settings.stream_trim_interval,
+        emit=hub,
+    )
     endpoints = Endpoints(
         manager,
         metrics,
@@ -268,7 +277,7 @@ async def _serve(settings: Settings) -> int:
         # Redis away at start: the heartbeat loop writes the record when it returns.
         with contextlib.suppress(RedisUnavailable):
             await heartbeat.claim()
-        code = await _supervise(settings, manager, heartbeat, log, endpoints.port)
+        code = await _supervise(settings, manager, heartbeat, log, endpoints.port, trimmer=trimmer)
         # Within what is left of SHUTDOWN_TIMEOUT (at least a moment): with Redis
         # stalled the release would wait a socket timeout, and the record expires anyway.
         with anyio.CancelScope(deadline=max(manager.stop_deadline, anyio.current_time() + 0.1)):
@@ -292,7 +301,13 @@ async def _start_then_freeze(manager: WorkerManager) -> None:
 
 
 async def _supervise(
-    settings: Settings, manager: WorkerManager, heartbeat: Heartbeat, log: Any, port: int | None
+    settings: Settings,
+    manager: WorkerManager,
+    heartbeat: Heartbeat,
+    log: Any,
+    port: int | None,
+    *,
+    trimmer: Trimmer,
 ) -> int:
     shutdown = anyio.Event()
     name_lost: list[ConsumerNameTaken] = []
@@ -313,6 +328,7 @@ async def _supervise(
             shutdown.set()
         await tg.start(manager.run)
         tg.start_soon(keep_heartbeat)
+        tg.start_soon(trimmer.run)  # retention (DESIGN §6); reports Redis errors, never raises them
         tg.start_soon(_start_then_freeze, manager)
         log.info(
             "printery.daemon_started",

@@ -24,7 +24,13 @@ import redis.exceptions as rex
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from printery.errors import GroupMissing, RedisError, RedisPermanent, RedisUnavailable
+from printery.errors import (
+    GroupMissing,
+    RedisError,
+    RedisOutOfMemory,
+    RedisPermanent,
+    RedisUnavailable,
+)
 from printery.redis import scripts
 from printery.redis.replies import (
     ConsumerInfo,
@@ -34,6 +40,7 @@ from printery.redis.replies import (
     PendingEntry,
     Replayed,
     StreamInfo,
+    Trim,
 )
 from printery.redis.writes import Write, commit_payload, outputs_problem
 
@@ -96,6 +103,8 @@ def translated() -> Iterator[None]:
     """Translate redis-py's exceptions into printery's; the one boundary that does it."""
     try:
         yield
+    except rex.OutOfMemoryError as exc:
+        raise RedisOutOfMemory(_with_code(exc)) from exc
     except _STRIPPED_UNAVAILABLE as exc:
         raise RedisUnavailable(_with_code(exc)) from exc
     except rex.NoPermissionError as exc:
@@ -106,7 +115,9 @@ def translated() -> Iterator[None]:
         # blocked XREADGROUP (Redis 7). Either way: recreate the group.
         if message.startswith(("NOGROUP", "UNBLOCKED")) or "no such key" in message:
             raise GroupMissing(message) from exc
-        if message.startswith(("OOM", "LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN")):
+        if message.startswith("OOM"):
+            raise RedisOutOfMemory(message) from exc
+        if message.startswith(("LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN")):
             raise RedisUnavailable(message) from exc
         if message.startswith(("NOAUTH", "WRONGPASS", "NOPERM")):
             raise RedisPermanent(message) from exc
@@ -156,6 +167,8 @@ class StreamAdapter:
         self._release = client.register_script(scripts.RELEASE)
         self._reap = client.register_script(scripts.REAP_CONSUMERS)
         self._replay_dead = client.register_script(scripts.REPLAY_DEAD)
+        self._trim_acknowledged = client.register_script(scripts.TRIM_ACKNOWLEDGED)
+        self._unlock = client.register_script(scripts.UNLOCK)
 
     async def ping(self) -> None:
         with translated():
@@ -539,6 +552,31 @@ class StreamAdapter:
         """Delete every entry older than ``min_id`` (XTRIM MINID, exact); returns how many."""
         with translated():
             return int(await self.client.xtrim(stream, minid=min_id, approximate=False))
+
+    # -- retention ---------------------------------------------------------------------
+
+    async def trim_acknowledged(self, stream: str, retention_ms: int, *, needs_group: bool) -> Trim:
+        """Trim what every group has acknowledged and is older than ``retention_ms``, atomically.
+
+        With ``needs_group`` a stream that has no group is left whole; without,
+        its entries go by age alone (still never one some group has not acknowledged).
+        """
+        with translated():
+            reply: Any = await self._trim_acknowledged(
+                keys=[stream], args=[retention_ms, "1" if needs_group else "0"]
+            )
+        trimmed, length, min_id = reply
+        return Trim(int(trimmed), int(length), _str(min_id) if min_id else None)
+
+    async def try_lock(self, key: str, token: str, ttl_ms: int) -> bool:
+        """SET NX PX: True if this call took the lock."""
+        with translated():
+            return bool(await self.client.set(key, token, nx=True, px=ttl_ms))
+
+    async def unlock(self, key: str, token: str) -> None:
+        """Release a lock this token holds; someone else's (ours expired) is left alone."""
+        with translated():
+            await self._unlock(keys=[key], args=[token])
 
 
 def _text(value: bytes | str) -> str:

@@ -12,6 +12,7 @@ __all__ = [
     "PendingEntry",
     "Replayed",
     "StreamInfo",
+    "Trim",
 ]
 
 
@@ -78,3 +79,12 @@ class Replayed:
     dead_id: str
     new_id: str | None
     problem: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Trim:
+    """One retention trim: entries removed, entries left, the MINID used (None: none was due)."""
+
+    trimmed: int
+    length: int
+    min_id: str | None
