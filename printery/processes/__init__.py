@@ -1,4 +1,4 @@
-"""Workers in their own processes (DESIGN §7): declared in a TOML file, run as children.
+"""Workers in their own processes : declared in a TOML file, run as children.
 
 ::
 
@@ -14,3 +14,5 @@
 The daemon, never the child, talks to Redis; a child's environment holds only
 what its definition lists, plus ``PATH``, ``HOME``, ``LANG`` and ``TZ``.
 """
+
+__all__: list[str] = []
