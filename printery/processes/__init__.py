@@ -1,4 +1,4 @@
-"""Workers in their own processes : declared in a TOML file, run as children.
+"""Workers in their own processes: declared in a TOML file, run as children.
 
 ::
 
