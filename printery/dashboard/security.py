@@ -18,6 +18,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from typing import Final
 
+import structlog
 from aiohttp import web
 
 __all__ = ["NONCE", "csp", "security_headers"]
@@ -34,6 +35,7 @@ _STATIC_HEADERS: Final = {
 }
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_log = structlog.get_logger("printery.dashboard")
 
 
 def csp(nonce: str) -> str:
@@ -62,6 +64,9 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
             content_type="text/plain",
             headers={k: v for k, v in exc.headers.items() if k in {"Allow", "WWW-Authenticate"}},
         )
+    except Exception:  # noqa: BLE001 - a bug answers 500 with the same headers, and is logged
+        _log.exception("printery.dashboard_error", path=request.path)
+        response = web.Response(status=500, text="500 Internal Server Error\n")
     _harden(response, nonce)
     return response
 

@@ -257,3 +257,21 @@ def test_cli_exits_2_with_one_line(
     assert 2 == code
     assert 1 == len(err.strip().splitlines())
     assert err.startswith("printery: DASHBOARD_HOST: 0.0.0.0 is not a loopback address")
+
+
+async def test_a_bug_answers_500_with_the_headers(
+    own_fake_adapter: StreamAdapter, prefix: str
+) -> None:
+    """An unexpected error is a plain 500 that still carries the security headers."""
+
+    async def broken(key: str) -> dict[str, str]:
+        raise ZeroDivisionError("a bug")
+
+    own_fake_adapter.hash_all = broken  # type: ignore[method-assign]
+    async with dashboard_client(own_fake_adapter, prefix) as client:
+        response = await client.get("/timeline/ev-1")
+        text = await response.text()
+    assert 500 == response.status
+    assert "500 Internal Server Error\n" == text
+    assert "no-store" == response.headers["Cache-Control"]
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
