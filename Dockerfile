@@ -22,7 +22,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 
 WORKDIR /src
 # .dockerignore lets through only what the wheel is built from.
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY printery/ ./printery/
 
 # The project's wheel first, then wheels of everything it depends on, so the

@@ -124,11 +124,18 @@ def test_build_context_holds_what_the_builder_copies() -> None:
     reason="builds a wheel (slow, needs the package index): set PRINTERY_DEPLOY_BUILD=1",
 )
 def test_wheel_builds_from_the_build_context(tmp_path: Path) -> None:
-    """`pip wheel` in a copy of exactly the build context gives a wheel with the entry point."""
+    """`pip wheel` on exactly what the builder copies gives a wheel with entry point and licence."""
     context = tmp_path / "context"
+    copied = [
+        source.rstrip("/")
+        for copy in _values(_stages()[0], "COPY")
+        for source in copy.split()[:-1]
+    ]
     for relative in sorted(_context_files()):
         source = support.REPO / relative
-        if source.is_file():
+        if source.is_file() and any(
+            relative == c or relative.startswith(c + "/") for c in copied
+        ):
             (context / relative).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, context / relative)
     result = subprocess.run(
@@ -155,6 +162,12 @@ def test_wheel_builds_from_the_build_context(tmp_path: Path) -> None:
         [entry_points] = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
         scripts = configparser.ConfigParser()
         scripts.read_string(archive.read(entry_points).decode())
+        [metadata] = [n for n in names if n.endswith(".dist-info/METADATA")]
+        headers = archive.read(metadata).decode().split("\n\n", 1)[0].splitlines()
+        licences = [n for n in names if n.endswith(".dist-info/licenses/LICENSE")]
     assert scripts["console_scripts"]["printery-workers"] == "printery.daemon.launch:main"
-    assert {"printery/launch.py", "printery/daemon.py"} <= names
+    assert {"printery/daemon/launch.py", "printery/redis/lua/commit.lua"} <= names
     assert "printery/py.typed" in names
+    assert "License-Expression: Apache-2.0" in headers
+    assert "License-File: LICENSE" in headers
+    assert 1 == len(licences)
