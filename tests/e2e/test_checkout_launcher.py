@@ -1,4 +1,4 @@
-"""``cmd/printery-workers``, the launcher of a checkout, with and without printery's dependencies."""
+"""``cmd/printery-workers``, the launcher of a checkout, with and without the dependencies."""
 
 from __future__ import annotations
 
