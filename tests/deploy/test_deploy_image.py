@@ -127,15 +127,11 @@ def test_wheel_builds_from_the_build_context(tmp_path: Path) -> None:
     """`pip wheel` on exactly what the builder copies gives a wheel with entry point and licence."""
     context = tmp_path / "context"
     copied = [
-        source.rstrip("/")
-        for copy in _values(_stages()[0], "COPY")
-        for source in copy.split()[:-1]
+        source.rstrip("/") for copy in _values(_stages()[0], "COPY") for source in copy.split()[:-1]
     ]
     for relative in sorted(_context_files()):
         source = support.REPO / relative
-        if source.is_file() and any(
-            relative == c or relative.startswith(c + "/") for c in copied
-        ):
+        if source.is_file() and any(relative == c or relative.startswith(c + "/") for c in copied):
             (context / relative).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, context / relative)
     result = subprocess.run(
