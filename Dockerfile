@@ -74,7 +74,7 @@ EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=3s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8080/health', timeout=2).status != 200)"]
 
-# SIGTERM starts the drain (DESIGN §5); exec form makes printery-workers PID 1,
+# SIGTERM starts the drain (README: How it behaves); exec form makes printery-workers PID 1,
 # so the signal reaches it and not a shell.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["printery-workers"]

@@ -24,7 +24,7 @@ DEPLOY = REPO / "deploy"
 K8S_BASE = DEPLOY / "k8s" / "base"
 K8S_OVERLAYS = sorted(p for p in (DEPLOY / "k8s" / "overlays").iterdir() if p.is_dir())
 
-# DESIGN §3: each worker and the stream its consumer group reads.
+# docs/events.md: each worker and the stream its consumer group reads.
 WORKER_STREAMS = {
     "validator": "printery:deployment:started",
     "dependency-checker": "printery:deployment:validated",

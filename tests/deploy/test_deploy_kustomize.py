@@ -11,7 +11,7 @@ from tests.deploy import support
 
 KUSTOMIZATIONS = [support.K8S_BASE, *support.K8S_OVERLAYS]
 
-# DESIGN §2 settings a ConfigMap may carry, plus REDIS_ADDRESS (read by KEDA only).
+# Settings (the README table) a ConfigMap may carry, plus REDIS_ADDRESS (read by KEDA only).
 KNOWN_SETTINGS = {
     "REDIS_URL", "WORKER_MODE", "SUPERVISED_MODE", "MAX_RESTART_ATTEMPTS", "RESTART_BACKOFF_MS",
     "HEALTH_CHECK_INTERVAL", "SHUTDOWN_TIMEOUT", "RESTART_WINDOW", "RESTART_BACKOFF_MAX_MS",
