@@ -1,4 +1,4 @@
-"""Settings: every flag and environment variable of DESIGN §2, validated once.
+"""Settings: every flag and environment variable of the README table, validated once.
 
 pydantic-settings reads the environment; flags arrive as init arguments, which
 it ranks above the environment, so "flags override the environment" needs no

@@ -144,10 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("target", nargs=argparse.REMAINDER, metavar="NAME | -- COMMAND…")
     demo = sub.add_parser(
         "demo",
-        help="run the whole pipeline on an embedded Redis and show what happened",
-        description="Run the four workers in-process on a throwaway redis-server (or "
-        "fakeredis), publish sample deployments that end healthy, rejected, blocked and "
-        "unhealthy, and print each one's timeline and outcome.",
+        help="run the pipeline and its supervisor on a throwaway Redis and show what happened",
+        description="Run the four workers in-process on a throwaway redis-server (or the "
+        "valkey-server of pip install 'printery[demo]'), publish sample deployments that end "
+        "healthy, rejected, blocked and unhealthy, print each one's timeline and outcome; then "
+        "show the supervisor: a crash restarted with backoff, a poison message dead-lettered, "
+        "a drain handing work back. Exit 2 when no server can be found.",
         epilog="examples:\n  printery demo\n  printery demo --verbose",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -108,7 +108,7 @@ class _LiveCollector(Collector):
 
 
 class Metrics:
-    """Every metric of DESIGN §4; ``sink`` subscribes to the lifecycle hub."""
+    """Every metric of docs/operations.md; ``sink`` subscribes to the lifecycle hub."""
 
     def __init__(
         self,

@@ -12,7 +12,7 @@ DEAD_SUFFIX = ":dead"
 
 @dataclass(frozen=True, slots=True)
 class Keys:
-    """Key names derived from ``STREAM_PREFIX``; see DESIGN §3."""
+    """Key names derived from ``STREAM_PREFIX``; see docs/events.md."""
 
     prefix: str = "printery"
 

@@ -204,7 +204,7 @@ def test_wrong_password_is_one_clear_line_not_a_retry_loop(tmp_path: Path) -> No
 
 @pytest.mark.timeout(30)
 def test_wrong_password_line_names_redis_url(tmp_path: Path) -> None:
-    """DESIGN §2: the exit-2 line names the setting, here REDIS_URL, with the URL redacted."""
+    """The exit-2 line names the setting, here REDIS_URL, with the URL redacted."""
     server = RedisServer(tmp_path / "redis", extra=("--requirepass", "right-pw"))
     server.start()
     try:

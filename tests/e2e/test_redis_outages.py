@@ -2,7 +2,7 @@
 
 Every test runs real ``printery-workers`` processes (supervised, so a crash
 would show as a restart) against a redis-server of its own, breaks that server
-while messages are in flight, and then proves, per DESIGN §2 and §4:
+while messages are in flight, and then proves, per the README and docs/operations.md:
 
 - every daemon stays up (same pid) and its ``/health`` answers ``200`` on
   every poll, throughout;

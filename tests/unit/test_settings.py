@@ -150,7 +150,7 @@ def refused(env: dict[str, str], flags: dict[str, Any] | None = None) -> ConfigE
 
 
 def test_defaults_are_the_documented_ones() -> None:
-    """An empty environment yields every default of DESIGN §2 and the README table."""
+    """An empty environment yields every default of the README table."""
     settings = load_settings({}, {})
     expected = {
         "redis_url": "redis://localhost:6379/0",
