@@ -16,7 +16,7 @@ Defaults (and why):
 - ``CONSUMER_IDLE_TIMEOUT`` 3600 s: consumers with nothing pending and no live
   heartbeat are removed from their groups after an hour.
 - ``STREAM_RETENTION`` 86400 s, ``DEAD_LETTER_RETENTION`` 30 days,
-  ``STREAM_TRIM_INTERVAL`` 60 s (DESIGN §6): a day of acknowledged history is
+  ``STREAM_TRIM_INTERVAL`` 60 s: a day of acknowledged history is
   enough to replay or debug, a month of dead letters enough to notice them; a
   pass a minute removes a minute's entries, a few milliseconds of Redis time.
 """
@@ -124,9 +124,9 @@ class Settings(BaseSettings):
     notify_webhook_backoff_max_ms: int = Field(5000, ge=0, le=3_600_000)
     notify_marker_ttl: int = Field(7 * 86400, ge=60, le=365 * 86400)
     timeline_ttl: int = Field(7 * 86400, ge=60, le=365 * 86400)
-    # Workers in their own processes (DESIGN §7): read by printery.processes.workers_file.
+    # Workers in their own processes: read by printery.processes.workers_file.
     workers_file: str | None = None
-    # Retention (DESIGN §6): seconds, or None for ``none`` (keep every entry).
+    # Retention: seconds, or None for ``none`` (keep every entry).
     stream_retention: float | None = Field(86400.0, gt=0, le=_TEN_YEARS_S)
     stream_trim_interval: float = Field(60.0, gt=0, le=86400)
     dead_letter_retention: float | None = Field(30 * 86400.0, gt=0, le=_TEN_YEARS_S)

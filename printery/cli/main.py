@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
         "task",
         parents=[common],
         help="print what a worker in its own processes did with one message",
-        description="Print a message's task record (DESIGN §7): status, progress, "
+        description="Print a message's task record: status, progress, "
         "timestamps, result or error, deliveries, then the progress and log lines.",
         epilog="example: printery task 3f2a9c1d-… --json",
     )
@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
         "worker-check",
         help="run a worker's command against the protocol cases, without Redis",
         description="Run a worker of the workers file (NAME), or any command (-- COMMAND…), "
-        "against the protocol cases of DESIGN §7; one line per case, exit 0 only if all pass.",
+        "against the pool protocol's cases; one line per case, exit 0 only if all pass.",
         epilog="examples:\n"
         "  printery worker-check --workers-file workers.toml thumbnailer\n"
         "  printery worker-check -- node examples/node-worker/worker.js\n"

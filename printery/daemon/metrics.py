@@ -160,7 +160,7 @@ class Metrics:
         self.build.info({"version": __version__})
         self.trimmed = Counter(
             "printery_stream_trimmed",
-            "Entries removed by retention (DESIGN §6)",
+            "Entries removed by retention",
             ["stream"],
             registry=r,
         )

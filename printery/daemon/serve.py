@@ -328,7 +328,7 @@ async def _supervise(
             shutdown.set()
         await tg.start(manager.run)
         tg.start_soon(keep_heartbeat)
-        tg.start_soon(trimmer.run)  # retention (DESIGN §6); reports Redis errors, never raises them
+        tg.start_soon(trimmer.run)  # retention; reports Redis errors, never raises them
         tg.start_soon(_start_then_freeze, manager)
         log.info(
             "printery.daemon_started",

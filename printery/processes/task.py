@@ -1,4 +1,4 @@
-"""What each message did: the task record of DESIGN §7, kept like a deployment's timeline.
+"""What each message did: the task record, kept like a deployment's timeline.
 
 ::
 

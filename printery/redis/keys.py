@@ -58,7 +58,7 @@ class Keys:
         return f"{self.prefix}:heartbeat:*"
 
     def trim_lock(self, stream: str) -> str:
-        """Held by the one daemon trimming ``stream`` right now (DESIGN §6)."""
+        """Held by the one daemon trimming ``stream`` right now."""
         return f"{self.prefix}:trim-lock:{stream}"
 
     def delivery_marker(self, event_id: str, url_digest: str) -> str:
