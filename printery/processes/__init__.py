@@ -14,3 +14,5 @@
 The daemon, never the child, talks to Redis; a child's environment holds only
 what its definition lists, plus ``PATH``, ``HOME``, ``LANG`` and ``TZ``.
 """
+
+__all__: list[str] = []  # each module is imported by its own path: printery.processes.pool, …
