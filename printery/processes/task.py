@@ -32,9 +32,11 @@ __all__ = [
     "TaskRecord",
     "format_task",
     "line_writes",
+    "outcome_fields",
     "read_task",
     "record_writes",
     "run_task_command",
+    "task_key",
 ]
 
 LOG_CAP = 100
