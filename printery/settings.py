@@ -19,6 +19,8 @@ Defaults (and why):
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 import os
 import re
@@ -159,6 +161,19 @@ class Settings(BaseSettings):
             parts = urlsplit(url)
             if parts.scheme not in {"http", "https"} or not parts.hostname:
                 raise ValueError("each URL must be http:// or https:// with a host")
+        return value
+
+    @field_validator("notify_webhook_secret")
+    @classmethod
+    def _check_secret(cls, value: str) -> str:
+        # The Standard Webhooks form: base64 after the prefix (printery.pipeline.signatures).
+        if value.startswith("whsec_"):
+            try:
+                key = base64.b64decode(value.removeprefix("whsec_"), validate=True)
+            except (binascii.Error, ValueError):
+                raise ValueError("starts with whsec_ but the rest is not base64") from None
+            if not key:
+                raise ValueError("starts with whsec_ but holds no key after it")
         return value
 
     @field_validator("allowed_environments", "health_check_allowed_hosts")
