@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     hang_timeout: float = Field(60.0, gt=0, le=86400)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     environment: Literal["development", "staging", "production"] = "development"
+    # auto: console on a terminal, JSON otherwise, and JSON in production whatever the
+    # terminal (a `docker run -t` in production still feeds a log pipeline).
+    log_format: Literal["json", "console", "auto"] = "auto"
     http_host: str = "0.0.0.0"  # noqa: S104 - probes reach a container on every interface
     http_port: int = Field(8080, ge=0, le=65535)
     stream_prefix: str = Field(
@@ -129,6 +132,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return _LOG_LEVELS.get(value.strip().lower(), value)
         return value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _normalise_format(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("redis_url")
     @classmethod

@@ -76,6 +76,11 @@ _FLAGS: dict[str, tuple[str, Any, str]] = {
         "seconds running before restarts reset [RESTART_WINDOW]",
     ),
     "--log-level": ("log_level", str, "debug, info, warn, error [LOG_LEVEL]"),
+    "--log-format": (
+        "log_format",
+        str,
+        "json, console, or auto: console on a terminal, else JSON; JSON in production [LOG_FORMAT]",
+    ),
     "--environment": ("environment", str, "development, staging, production [ENVIRONMENT]"),
     "--http-host": ("http_host", str, "address of /health, /ready, /metrics [HTTP_HOST]"),
     "--http-port": ("http_port", int, "port of the endpoints; 0 disables [HTTP_PORT]"),
@@ -130,7 +135,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"printery-workers: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level, settings.environment)
+    configure_logging(settings.log_level, settings.environment, settings.log_format)
     # Reconnects are reported through printery's own events, not stamina's log lines.
     stamina.instrumentation.set_on_retry_hooks([])
     try:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-from printery.daemon.logs import configure_logging, log_sink
+from printery.daemon.logs import configure_logging, log_sink, resolve_format
 from printery.lifecycle import MessageHandled, Outcome
 
 pytestmark = pytest.mark.timeout(10)
@@ -37,3 +37,22 @@ def test_an_acked_message_is_logged_only_at_debug(level: str, expected: list[str
         sink(handled(Outcome.ACKED))
         sink(handled(Outcome.RETRIED))
     assert expected == [e["event"] for e in logs]
+
+
+@pytest.mark.parametrize(
+    ("log_format", "environment", "terminal", "expected"),
+    [
+        ("auto", "development", True, "console"),
+        ("auto", "development", False, "json"),
+        ("auto", "staging", True, "console"),
+        ("auto", "staging", False, "json"),
+        ("auto", "production", True, "json"),
+        ("console", "production", False, "console"),
+        ("json", "development", True, "json"),
+    ],
+)
+def test_log_format_auto_is_console_on_a_terminal_json_otherwise_and_in_production(
+    log_format: str, environment: str, terminal: bool, expected: str
+) -> None:
+    """LOG_FORMAT=auto: console on a terminal, else JSON, JSON in production; json/console win."""
+    assert expected == resolve_format(log_format, environment, terminal=terminal)
