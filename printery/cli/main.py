@@ -1,8 +1,9 @@
 """``printery``: the operator's command; this module is its argparse wiring.
 
-Commands that talk to Redis connect once and ping first: an unreachable (or
-refusing) Redis is one line, ``printery: cannot reach Redis at <url>: <why>``,
-and exit 2. A bad ``--redis-url`` (or any setting) is one line naming it, exit 2.
+Commands that talk to Redis connect once and ping first: an unreachable Redis
+is one line, ``printery: cannot reach Redis at <url>: <why>``, one that refuses
+the credentials (or a wrong URL: TLS, database index) ``printery: REDIS_URL
+(<url>): <why>``, and exit 2. A bad ``--redis-url`` (or any setting) is one line naming it, exit 2.
 
 The commands live in their own modules: ``status`` (printery.admin.status), ``dlq``
 (printery.admin.dlq), ``publish`` (printery.pipeline.publish), ``deployment``
@@ -180,11 +181,14 @@ def _with_redis(settings: Settings, command: Callable[[StreamAdapter], Awaitable
 
     try:
         return anyio.run(go)
-    except (RedisUnavailable, RedisPermanent) as exc:
+    except RedisUnavailable as exc:
         print(
             f"printery: cannot reach Redis at {settings.redis_url_redacted}: {exc}",
             file=sys.stderr,
         )
+        return 2
+    except RedisPermanent as exc:  # reached, and refused (credentials, ACL) or a wrong URL
+        print(f"printery: REDIS_URL ({settings.redis_url_redacted}): {exc}", file=sys.stderr)
         return 2
     except RedisError as exc:
         print(f"printery: Redis at {settings.redis_url_redacted} refused: {exc}", file=sys.stderr)

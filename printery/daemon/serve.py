@@ -25,7 +25,7 @@ import stamina.instrumentation
 from anyio.abc import TaskStatus
 
 from printery import __version__
-from printery.daemon.discovery import load_factory
+from printery.daemon.discovery import build_worker
 from printery.daemon.logs import configure_logging, get_logger, log_sink
 from printery.daemon.metrics import Metrics
 from printery.daemon.signals import early_signals, listen_early
@@ -45,7 +45,7 @@ from printery.settings import BUILTIN_WORKERS, Settings, load_settings
 from printery.supervisor.heartbeat import Feed, Heartbeat
 from printery.supervisor.manager import WorkerManager
 from printery.supervisor.restarts import RestartPolicy
-from printery.worker import StreamWorker, Worker, WorkerDeps
+from printery.worker import StreamWorker, WorkerDeps
 
 __all__ = ["build_manager", "build_parser", "main", "run"]
 
@@ -177,9 +177,7 @@ def build_manager(settings: Settings, deps: WorkerDeps, emit: Emit) -> WorkerMan
         known_workers=set(BUILTIN_WORKERS),
     )
     for name in settings.workers:
-        worker = load_factory(name)(deps)
-        if not isinstance(worker, Worker):
-            raise ConfigError("WORKER_MODE", f"{name!r} did not build a worker")
+        worker = build_worker(name, deps)
         # A StreamWorker carries its own hang timeout; for others, read the setting.
         hang = None if isinstance(worker, StreamWorker) else settings.hang_timeout_for(worker.name)
         manager.register(worker, hang_timeout=hang)
