@@ -22,7 +22,7 @@ from typing import NoReturn
 import anyio
 
 from printery import __version__
-from printery.admin import dlq, status
+from printery.admin import deployments, dlq, status
 from printery.errors import ConfigError, RedisError, RedisPermanent, RedisUnavailable
 from printery.pipeline.deployment import Invalid
 from printery.pipeline.publish import (
@@ -104,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     config.add_argument("--json", action="store_true", help="print JSON")
     add_publish_parser(sub, common)
+    deployments.add_deployments_parser(sub, common)
     deployment = sub.add_parser(
         "deployment",
         parents=[common],
@@ -158,6 +159,9 @@ def run(argv: Sequence[str] | None = None) -> int:
         return _publish(settings, args)
     if args.command == "deployment":
         return _with_redis(settings, lambda a: _deployment(a, settings, args))
+    if args.command == "deployments":
+        keys = Keys(settings.stream_prefix)
+        return _with_redis(settings, lambda a: deployments.run(a, keys, args))
     return 2  # pragma: no cover - argparse requires a known command
 
 
@@ -214,11 +218,24 @@ def _publish(settings: Settings, args: argparse.Namespace) -> int:
             print("  (--no-validate publishes it anyway)", file=sys.stderr)
             return 2
     event = started_event(data)
+    wait_s = args.wait_timeout if args.wait_timeout is not None else 600.0 if args.wait else None
+    if wait_s is not None and not wait_s > 0:
+        print(f"printery: --wait-timeout must be above 0 (got {wait_s:g})", file=sys.stderr)
+        return 2
 
     async def publish(adapter: StreamAdapter) -> int:
-        await publish_started(adapter, Keys(settings.stream_prefix), event)
-        print(event.subject)
-        return 0
+        keys = Keys(settings.stream_prefix)
+        entry_id = await publish_started(adapter, keys, event)
+        print(event.subject, flush=True)
+        if wait_s is None:
+            return 0
+
+        def say(line: str) -> None:
+            print(line, file=sys.stderr, flush=True)
+
+        return await deployments.follow(
+            adapter, keys, event.subject, entry_id, timeout_s=wait_s, say=say
+        )
 
     return _with_redis(settings, publish)
 
