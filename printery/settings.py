@@ -25,6 +25,7 @@ import math
 import os
 import re
 import socket
+import textwrap
 from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -34,7 +35,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from printery.errors import ConfigError
 
-__all__ = ["BUILTIN_WORKERS", "SECRET_FIELDS", "WORKER_ALIASES", "Settings", "load_settings"]
+__all__ = [
+    "BUILTIN_WORKERS",
+    "SECRET_FIELDS",
+    "WORKER_ALIASES",
+    "Settings",
+    "environment_only_help",
+    "load_settings",
+]
 
 BUILTIN_WORKERS = ("validator", "dependency-checker", "health-monitor", "notifier")
 WORKER_ALIASES = {"dependency": "dependency-checker", "health": "health-monitor"}
@@ -285,6 +293,19 @@ class Settings(BaseSettings):
     def __repr_args__(self) -> Any:
         yield from super().__repr_args__()
         yield "redis_url", self.redis_url_redacted
+
+
+def environment_only_help(flagged: set[str]) -> str:
+    """A ``--help`` paragraph naming the settings a command has no flag for."""
+    names = sorted(n.upper() for n in Settings.model_fields if n not in {*flagged, "per_worker"})
+    return textwrap.fill(
+        "settings without a flag, read from the environment only: "
+        + ", ".join(names)
+        + ", and <WORKER>_CONCURRENCY, <WORKER>_HANG_TIMEOUT. "
+        "`printery config` shows each one's value and where it came from.",
+        width=78,
+        break_on_hyphens=False,
+    )
 
 
 def _split(value: str) -> list[str]:

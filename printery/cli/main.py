@@ -37,7 +37,7 @@ from printery.pipeline.timeline import format_timeline, read_timeline
 from printery.pipeline.validator import rules_from
 from printery.redis.adapter import StreamAdapter, connect
 from printery.redis.keys import Keys
-from printery.settings import SECRET_FIELDS, Settings, load_settings
+from printery.settings import SECRET_FIELDS, Settings, environment_only_help, load_settings
 
 __all__ = ["main", "run"]
 
@@ -56,9 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
         "  printery status\n"
         "  printery dlq list started\n"
         "  printery --redis-url redis://:pw@redis:6379/0 config\n"
-        "  printery <command> --help",
+        "  printery <command> --help\n\n" + environment_only_help({"redis_url", "stream_prefix"}),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.set_defaults(print_help=parser.print_help)
     parser.add_argument("--version", action="version", version=f"printery {__version__}")
     parser.add_argument(
         "--redis-url",
@@ -87,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help="prefix of every Redis key [STREAM_PREFIX]",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    # Not required: a bare `printery` prints this help instead of a usage error.
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     status.add_status_parser(sub, common)
     dlq.add_dlq_parser(sub, common)
     config = sub.add_parser(
@@ -134,6 +136,9 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
 
 def run(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command is None or (args.command == "dlq" and args.action is None):
+        args.print_help()
+        return 0
     if args.command == "demo":
         from printery.cli.demo import run_demo  # noqa: PLC0415 - aiohttp servers load only for the demo
 

@@ -41,7 +41,7 @@ from printery.lifecycle import Emit, Hub
 from printery.redis.adapter import StreamAdapter, connect
 from printery.redis.keys import Keys
 from printery.redis.replies import GroupStats
-from printery.settings import BUILTIN_WORKERS, Settings, load_settings
+from printery.settings import BUILTIN_WORKERS, Settings, environment_only_help, load_settings
 from printery.supervisor.heartbeat import Feed, Heartbeat
 from printery.supervisor.manager import WorkerManager
 from printery.supervisor.restarts import RestartPolicy
@@ -94,9 +94,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    flagged = {field for field, _, _ in _FLAGS.values()} | {"supervised_mode"}
     parser = _Parser(
         prog="printery-workers",
         description="Run printery's Redis Streams workers under supervision.",
+        epilog=environment_only_help(flagged),
     )
     for flag, (field, kind, text) in _FLAGS.items():
         parser.add_argument(

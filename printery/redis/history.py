@@ -1,9 +1,12 @@
-"""Reading streams as history, outside any consumer group: the newest entries, and what comes next.
+"""Reading streams as history, outside any consumer group: the newest entries, what comes next.
 
 ``printery deployments`` pages back from the newest entry (XREVRANGE), so the
 cost is bounded by what it shows, never by the keyspace (no SCAN) or by the
 length of a stream. ``printery publish … --wait`` blocks on the pipeline's
 streams (XREAD BLOCK) to wake up when a stage writes, instead of polling.
+``printery dlq list`` without a stream finds every dead-letter stream with
+one SCAN for its pattern, restricted to streams (an operator's command, like
+``printery status``'s heartbeat scan).
 
 Both go through the adapter's translation boundary, like every other read.
 """
@@ -16,7 +19,7 @@ from typing import Any
 from printery.redis.adapter import StreamAdapter, translated
 from printery.redis.replies import Entry
 
-__all__ = ["newest_entries", "next_entries"]
+__all__ = ["newest_entries", "next_entries", "stream_keys"]
 
 
 def _str(value: bytes | str) -> str:
@@ -47,3 +50,13 @@ async def next_entries(
     for stream, entries in items:
         found[_str(stream)] = [Entry(_str(i), dict(f)) for i, f in entries]
     return found
+
+
+async def stream_keys(adapter: StreamAdapter, pattern: str) -> list[str]:
+    """Every stream whose key matches ``pattern`` (SCAN … TYPE stream), sorted."""
+    with translated():
+        found = {
+            _str(k)
+            async for k in adapter.client.scan_iter(match=pattern, count=500, _type="stream")
+        }
+    return sorted(found)
