@@ -5,8 +5,9 @@
     parse flags ─► settings (bad: one line, exit 2) ─► logging ─► Redis ping
       (bad credentials: exit 2; unreachable: start degraded) ─► build workers
       (unknown, cycle: exit 2) ─► HTTP server ─► claim CONSUMER_NAME (taken: exit 2)
-      ─► start_all ─► … ─► SIGTERM/SIGINT ─► stop_all (drain) ─► release heartbeat,
-      close Redis ─► stop HTTP last ─► exit 0   (a second signal: exit 128+signal now)
+      ─► start_all ─► … ─► SIGTERM/SIGINT, or (--burst) the backlog handled
+      ─► stop_all (drain) ─► release heartbeat, close Redis ─► stop HTTP last
+      ─► exit 0   (a second signal: exit 128+signal now)
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import gc
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NoReturn
 
 import anyio
@@ -25,6 +26,7 @@ import stamina.instrumentation
 from anyio.abc import TaskStatus
 
 from printery import __version__
+from printery.daemon.burst import wait_until_handled
 from printery.daemon.discovery import build_worker
 from printery.daemon.logs import configure_logging, get_logger, log_sink
 from printery.daemon.metrics import Metrics
@@ -117,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="restart crashed or hung workers in-process [SUPERVISED_MODE]",
     )
+    parser.add_argument(
+        "--burst",
+        action="store_true",
+        help="handle the backlog, then drain and exit 0: each stream worker's group has "
+        "nothing waiting or pending (for cron jobs and tests)",
+    )
     parser.add_argument("--version", action="version", version=f"printery {__version__}")
     return parser
 
@@ -141,7 +149,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     # Reconnects are reported through printery's own events, not stamina's log lines.
     stamina.instrumentation.set_on_retry_hooks([])
     try:
-        return anyio.run(_serve, settings)
+        return anyio.run(_serve, settings, args.burst)
     except Exception as exc:
         refused = find(exc, RedisPermanent)
         if refused is not None:
@@ -187,7 +195,7 @@ def build_manager(settings: Settings, deps: WorkerDeps, emit: Emit) -> WorkerMan
     return manager
 
 
-async def _serve(settings: Settings) -> int:
+async def _serve(settings: Settings, burst: bool = False) -> int:
     log = get_logger(consumer=settings.consumer_name)
     keys = Keys(settings.stream_prefix)
     hub = Hub([log_sink(settings.consumer_name)])
@@ -256,7 +264,8 @@ async def _serve(settings: Settings) -> int:
         # Redis away at start: the heartbeat loop writes the record when it returns.
         with contextlib.suppress(RedisUnavailable):
             await heartbeat.claim()
-        code = await _supervise(settings, manager, heartbeat, log, endpoints.port)
+        idle = _burst_waiter(adapter, manager, settings) if burst else None
+        code = await _supervise(settings, manager, heartbeat, log, endpoints.port, idle)
         # Within what is left of SHUTDOWN_TIMEOUT (at least a moment): with Redis
         # stalled the release would wait a socket timeout, and the record expires anyway.
         with anyio.CancelScope(deadline=max(manager.stop_deadline, anyio.current_time() + 0.1)):
@@ -279,11 +288,37 @@ async def _start_then_freeze(manager: WorkerManager) -> None:
     gc.freeze()
 
 
-async def _supervise(
-    settings: Settings, manager: WorkerManager, heartbeat: Heartbeat, log: Any, port: int | None
+def _burst_waiter(
+    adapter: StreamAdapter, manager: WorkerManager, settings: Settings
+) -> Callable[[], Awaitable[None]]:
+    async def wait() -> None:
+        await wait_until_handled(
+            adapter,
+            manager.workers(),
+            manager.status,
+            interval_s=min(0.25, settings.block_ms / 1000),
+        )
+
+    return wait
+
+
+async def _supervise(  # noqa: PLR0917 - the wiring of one run, called once
+    settings: Settings,
+    manager: WorkerManager,
+    heartbeat: Heartbeat,
+    log: Any,
+    port: int | None,
+    burst: Callable[[], Awaitable[None]] | None = None,
 ) -> int:
     shutdown = anyio.Event()
     name_lost: list[ConsumerNameTaken] = []
+    handled: list[bool] = []
+
+    async def burst_then_drain(wait: Callable[[], Awaitable[None]]) -> None:
+        await wait()
+        log.info("printery.burst_handled")
+        handled.append(True)
+        shutdown.set()
 
     async def keep_heartbeat() -> None:
         try:
@@ -302,6 +337,8 @@ async def _supervise(
         await tg.start(manager.run)
         tg.start_soon(keep_heartbeat)
         tg.start_soon(_start_then_freeze, manager)
+        if burst is not None:
+            tg.start_soon(burst_then_drain, burst)
         log.info(
             "printery.daemon_started",
             version=__version__,
@@ -323,6 +360,8 @@ async def _supervise(
             "printery.drain_started",
             reason="consumer name taken"
             if name_lost
+            else "burst: backlog handled"
+            if handled
             else "signal"
             if shutdown.is_set()
             else "fatal",
