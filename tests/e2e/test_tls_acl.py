@@ -210,3 +210,15 @@ def test_the_cli_says_a_wrong_password_is_refused_not_unreachable(
     assert (2, "", 1) == (code, out, len(err.splitlines())), err
     assert err.startswith(expected), err
     assert "cannot reach" not in err
+
+
+@pytest.mark.timeout(30)
+def test_plain_url_at_a_tls_port_hints_at_rediss(
+    tls_redis: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """redis:// at a TLS-only port: one line, exit 2, suggesting rediss://."""
+    plain = "redis://" + tls_redis.removeprefix("rediss://").split("?", 1)[0]
+    code = run(["status", "--redis-url", plain])
+    out, err = capsys.readouterr()
+    assert (2, "", 1) == (code, out, len(err.splitlines())), err
+    assert "is a TLS port, the URL should be rediss://" in err, err
