@@ -132,7 +132,11 @@ async def _refresh(
     try:
         doc = await collect_status(adapter, keys)
     except (RedisUnavailable, RedisPermanent) as exc:
-        line = f"printery: cannot reach Redis at {settings.redis_url_redacted}: {exc}"
+        line = (
+            f"printery: REDIS_URL ({settings.redis_url_redacted}): {exc}"
+            if isinstance(exc, RedisPermanent)
+            else f"printery: cannot reach Redis at {settings.redis_url_redacted}: {exc}"
+        )
         if as_json:
             print(json.dumps({"checked_at": now_rfc3339(), "error": line}), flush=True)
         else:
