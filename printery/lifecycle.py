@@ -13,8 +13,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 __all__ = [
+    "ChildSpawned",
+    "ChildStopped",
     "ConsumersReaped",
     "Emit",
+    "HandlerHung",
     "HandlerRaised",
     "Hub",
     "LifecycleEvent",
@@ -23,6 +26,8 @@ __all__ = [
     "MessagesHandedBack",
     "Outcome",
     "RedisConnectivity",
+    "StreamTrimmed",
+    "TrimFailed",
     "WorkerCrashed",
     "WorkerFailed",
     "WorkerRestartScheduled",
@@ -60,6 +65,7 @@ class WorkerCrashed:
     worker: str
     kind: str  # "crash", "hang", "returned", "permanent"
     error: str
+    traceback: str = ""  # a crash's, formatted
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +90,17 @@ class MessageHandled:
     duration_s: float
     deliveries: int
     reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerHung:
+    """A handler made no progress for its hang timeout: cut alone, its message retried."""
+
+    worker: str
+    stream: str
+    message_id: str
+    subject: str
+    silent_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,17 +145,59 @@ class RedisConnectivity:
     delay_s: float = 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class ChildSpawned:
+    """A worker in its own processes (printery.processes) started a child."""
+
+    worker: str
+    pid: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChildStopped:
+    """A child is gone; ``killed`` by the daemon for ``reason`` (timeout, rss, tasks,
+    protocol, heartbeat, start, shutdown), or it exited on its own (``exited``)."""
+
+    worker: str
+    pid: int
+    reason: str
+    killed: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamTrimmed:
+    """A retention pass over one stream: entries removed (0: none due, or another daemon's turn)."""
+
+    stream: str
+    trimmed: int
+    length: int
+
+
+@dataclass(frozen=True, slots=True)
+class TrimFailed:
+    """A retention pass could not trim a stream; the next pass tries again."""
+
+    stream: str
+    error: str
+
+
 LifecycleEvent = (
     WorkerStateChanged
     | WorkerCrashed
     | WorkerRestartScheduled
     | WorkerFailed
     | MessageHandled
+    | HandlerHung
     | HandlerRaised
     | MessagesClaimed
     | MessagesHandedBack
     | ConsumersReaped
     | RedisConnectivity
+    | ChildSpawned
+    | ChildStopped
+    | StreamTrimmed
+    | TrimFailed
 )
 
 Emit = Callable[[LifecycleEvent], None]

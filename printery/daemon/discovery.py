@@ -64,9 +64,10 @@ def load_factory(name: str, extra: Mapping[str, str] | None = None) -> WorkerFac
     return factory  # type: ignore[no-any-return]  # checked callable; the factory's type is the contract
 
 
-def build_worker(name: str, deps: WorkerDeps, extra: Mapping[str, str] | None = None) -> Worker:
-    """The worker ``name`` means, built with ``deps``; ConfigError if it cannot be."""
-    factory: Any = load_factory(name, extra)
+def build_worker(name: str, deps: WorkerDeps, factory: WorkerFactory | None = None) -> Worker:
+    """The worker ``name`` means (or ``factory`` makes), built with ``deps``; ConfigError if not."""
+    if factory is None:
+        factory = load_factory(name)
     shown = getattr(factory, "__qualname__", repr(factory))
     if inspect.isclass(factory) and inspect.isabstract(factory):
         missing = ", ".join(sorted(getattr(factory, "__abstractmethods__", ())))

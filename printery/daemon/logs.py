@@ -20,7 +20,10 @@ from typing import Any
 import structlog
 
 from printery.lifecycle import (
+    ChildSpawned,
+    ChildStopped,
     ConsumersReaped,
+    HandlerHung,
     HandlerRaised,
     LifecycleEvent,
     MessageHandled,
@@ -28,6 +31,8 @@ from printery.lifecycle import (
     MessagesHandedBack,
     Outcome,
     RedisConnectivity,
+    StreamTrimmed,
+    TrimFailed,
     WorkerCrashed,
     WorkerFailed,
     WorkerRestartScheduled,
@@ -102,8 +107,25 @@ def log_sink(consumer: str) -> Any:
                     state=new.value,
                     reason=reason,
                 )
-            case WorkerCrashed(worker, kind, error):
-                log.error("printery.worker_crashed", worker=worker, kind=kind, error=error)
+            case WorkerCrashed(worker, kind, error, trace):
+                # ``exception`` is the key structlog renders as lines on a console
+                # and keeps as one string in JSON.
+                log.error(
+                    "printery.worker_crashed",
+                    worker=worker,
+                    kind=kind,
+                    error=error,
+                    exception=trace or None,
+                )
+            case HandlerHung(worker, stream, message_id, subject, silent_s):
+                log.warning(
+                    "printery.handler_hung",
+                    worker=worker,
+                    stream=stream,
+                    message_id=message_id,
+                    subject=subject or None,
+                    silent_s=round(silent_s, 3),
+                )
             case WorkerRestartScheduled(worker, attempt, delay_s):
                 log.warning(
                     "printery.worker_restart_scheduled",
@@ -133,7 +155,7 @@ def log_sink(consumer: str) -> Any:
                     stream=stream,
                     message_id=message_id,
                     error=error,
-                    traceback=trace,
+                    exception=trace or None,
                 )
             case MessagesClaimed(worker, stream, count, deleted):
                 log.info(
@@ -152,6 +174,24 @@ def log_sink(consumer: str) -> Any:
                     stream=stream,
                     consumers=list(consumers),
                 )
+            case ChildSpawned(worker, pid):
+                log.info("printery.child_spawned", worker=worker, pid=pid)
+            case ChildStopped(worker, pid, reason, killed, detail):
+                getattr(log, "warning" if killed or reason != "exited" else "info")(
+                    "printery.child_stopped",
+                    worker=worker,
+                    pid=pid,
+                    reason=reason,
+                    killed=killed,
+                    detail=detail,
+                )
+            case StreamTrimmed(stream, trimmed, length):
+                if trimmed:
+                    log.debug(
+                        "printery.stream_trimmed", stream=stream, trimmed=trimmed, length=length
+                    )
+            case TrimFailed(stream, error):
+                log.warning("printery.trim_failed", stream=stream, error=error)
             case RedisConnectivity(worker, up, error, attempt, _):
                 if up:
                     log.info("printery.redis_reconnected", worker=worker, attempts=attempt)

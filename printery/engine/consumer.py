@@ -30,7 +30,6 @@ from __future__ import annotations
 import functools
 import math
 import time
-import traceback
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
@@ -38,30 +37,20 @@ import anyio
 import anyio.lowlevel
 import stamina
 from anyio.abc import TaskGroup, TaskStatus
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from printery.engine.committer import Committing
+from printery.engine.handling import Handling
 from printery.engine.maintenance import Maintaining
-from printery.engine.state import HANDLING, Commit, Handled, handler_progress
-from printery.envelope import MalformedEvent
+from printery.engine.state import Commit, Handled, handler_progress
 from printery.errors import (
-    Drained,
     GroupMissing,
-    Permanent,
     RedisUnavailable,
-    RetryLater,
-    find,
 )
 from printery.lifecycle import (
-    HandlerRaised,
-    MessageHandled,
-    Outcome,
     RedisConnectivity,
 )
-from printery.message import Message
 from printery.redis.keys import Keys
 from printery.redis.replies import Entry
-from printery.redis.writes import outputs_problem
 
 if TYPE_CHECKING:
     from printery.context import WorkerContext, WorkerDeps
@@ -70,11 +59,10 @@ __all__ = ["StreamConsumer", "handler_progress"]
 
 T = TypeVar("T")
 
-_SLICE_S = 0.001  # longest a handler task takes buffered messages without yielding
 _RECONNECT_S = (0.1, 5.0)  # first and largest delay between reconnect attempts
 
 
-class StreamConsumer(Committing, Maintaining):
+class StreamConsumer(Handling, Committing, Maintaining):
     """One worker's consumer of one group; lives for one run of the worker."""
 
     def __init__(self, worker: Handled, deps: WorkerDeps, ctx: WorkerContext) -> None:
@@ -104,6 +92,12 @@ class StreamConsumer(Committing, Maintaining):
         self.hang_timeout = worker.hang_timeout
         self._late_hand_back: list[str] = []
         self._interrupted: list[str] = []
+        # Handlers the watchdog may cut, the ones it cut (and when), and messages
+        # that failed and wait for their redelivery: those spent their delivery.
+        self._scopes: dict[str, anyio.CancelScope] = {}
+        self._cut: dict[str, float] = {}
+        self._backing_off: set[str] = set()
+        self._watch = anyio.Event()
         self._space = anyio.Event()
         self._degraded = False
         self._recover_after: str | None = "0"
@@ -140,6 +134,7 @@ class StreamConsumer(Committing, Maintaining):
                     self._side = side
                     side.start_soon(self._stop_watcher)
                     side.start_soon(self._maintenance)
+                    side.start_soon(self._watchdog)
                     await self._read_loop(task_status)
                     side.cancel_scope.cancel()
                 await self._drain()
@@ -160,7 +155,8 @@ class StreamConsumer(Committing, Maintaining):
                 # back so a live consumer takes it now rather than after CLAIM_IDLE_MS.
                 with anyio.CancelScope(shield=True, deadline=self._cleanup_deadline(2)):
                     await self._hand_back(
-                        exclude=set(), counted={*self.started, *self._late_hand_back}
+                        exclude=set(),
+                        counted={*self.started, *self._late_hand_back, *self._backing_off},
                     )
         with anyio.CancelScope(deadline=self._cleanup_deadline(2)):
             await self._forget_self()
@@ -188,8 +184,12 @@ class StreamConsumer(Committing, Maintaining):
                 and self.held
                 and (free <= 0 or len(self.started) < len(self.held))
             ):
+                # Waiting for room is alive: beat every half hang timeout meanwhile, so
+                # only a loop that has stopped looks hung (handlers have the watchdog).
                 self._space = anyio.Event()
-                await self._space.wait()
+                with anyio.move_on_after(self.hang_timeout / 2):
+                    await self._space.wait()
+                self.progress()
                 continue
             if not announced:
                 task_status.started()
@@ -268,152 +268,3 @@ class StreamConsumer(Committing, Maintaining):
         self.ctx.emit(
             RedisConnectivity(self.worker.name, up=False, error=str(exc), attempt=attempt)
         )
-
-    # -- handling ----------------------------------------------------------------
-
-    async def _handler_loop(
-        self, buffer: MemoryObjectReceiveStream[Entry], commits: MemoryObjectSendStream[Commit]
-    ) -> None:
-        async with buffer, commits:
-            yield_at = 0.0
-            while True:
-                # Buffered messages are taken back to back, yielding to the other tasks
-                # once per _SLICE_S rather than once per message: a yield is a trip
-                # round the event loop, which costs as much as a small handler.
-                try:
-                    entry = buffer.receive_nowait()
-                except anyio.WouldBlock:
-                    try:
-                        entry = await buffer.receive()  # waits, so others have run
-                    except anyio.EndOfStream:
-                        return
-                    yield_at = time.monotonic() + _SLICE_S
-                except anyio.EndOfStream:
-                    return
-                else:
-                    now = time.monotonic()
-                    if now >= yield_at:
-                        await anyio.lowlevel.checkpoint()
-                        yield_at = now + _SLICE_S
-                if entry.id not in self.held or self.ctx.stopping.is_set():
-                    continue  # draining: nothing new starts; it is handed back instead
-                self.started.add(entry.id)
-                if len(self.started) >= len(self.held):
-                    self._space.set()  # the last one buffered: the read loop may read now
-                self.running[entry.id] = self.ctx.clock()
-                token = HANDLING.set((self, entry.id))
-                try:
-                    await self._process(entry, commits)
-                finally:
-                    HANDLING.reset(token)
-                    self.running.pop(entry.id, None)
-                self.progress()  # a handler finished
-
-    def _stalest_handler(self) -> float | None:
-        return min(self.running.values(), default=None)
-
-    async def _process(self, entry: Entry, commits: MemoryObjectSendStream[Commit]) -> None:
-        """Run the handler; its result goes to the committer, and the slot moves on at once."""
-        started = time.perf_counter()
-        if entry.fields is None:
-            reason = "entry was deleted from the stream (trimmed) before it was handled"
-            self._dead_letter(entry, reason, commits, started)
-            return
-        if entry.deliveries > self.max_deliveries:
-            reason = (
-                f"delivered {entry.deliveries} times without completing "
-                f"(MAX_DELIVERIES={self.max_deliveries})"
-            )
-            self._dead_letter(entry, reason, commits, started)
-            return
-        message = Message(self.stream, entry.id, entry.fields, entry.deliveries)
-        try:
-            writes = await self.worker.handle(message)
-        except (Permanent, MalformedEvent) as exc:
-            self._dead_letter(entry, str(exc), commits, started)
-        except Drained:
-            self.started.discard(entry.id)
-            self._interrupted.append(entry.id)  # no failure: handed back uncounted
-        except RetryLater as exc:
-            self._retry(entry, exc.reason, commits, started)
-        except Exception as exc:  # noqa: BLE001 - one bad message must never crash the worker
-            outage = find(exc, RedisUnavailable)
-            if outage is not None:
-                # Redis is away, not the message at fault: it keeps its delivery count.
-                self._retry(entry, f"Redis unavailable: {outage}", commits, started, counted=False)
-                return
-            reason = f"handler raised {type(exc).__name__}: {exc}"
-            self.ctx.emit(
-                HandlerRaised(
-                    self.worker.name, self.stream, entry.id, reason, traceback.format_exc()
-                )
-            )
-            self._retry(entry, reason, commits, started)
-        else:
-            problem = outputs_problem(writes)
-            if problem is not None:  # a bug in the handler: retried, then dead-lettered
-                self.ctx.emit(HandlerRaised(self.worker.name, self.stream, entry.id, problem, ""))
-                self._retry(entry, problem, commits, started)
-                return
-            commits.send_nowait(Commit(entry, writes, Outcome.ACKED, started))
-
-    def _dead_letter(
-        self, entry: Entry, reason: str, commits: MemoryObjectSendStream[Commit], started: float
-    ) -> None:
-        commits.send_nowait(self._dead_letter_commit(entry, reason, started))
-
-    def _retry(
-        self,
-        entry: Entry,
-        reason: str,
-        commits: MemoryObjectSendStream[Commit],
-        started: float,
-        *,
-        counted: bool = True,
-    ) -> None:
-        """Leave the message pending and handle it again after a backoff.
-
-        ``counted=False`` (Redis was away) spends no delivery: the message is
-        handled again in the same delivery once Redis answers, never dead-lettered
-        for an outage.
-        """
-        if counted and entry.deliveries >= self.max_deliveries:
-            reason = f"{reason} (after {entry.deliveries} deliveries)"
-            self._dead_letter(entry, reason, commits, started)
-            return
-        self.started.discard(entry.id)
-        if self.ctx.stopping.is_set():
-            # Draining: no redelivery here; a live consumer takes it at once.
-            self._late_hand_back.append(entry.id)
-            return
-        self.ctx.emit(
-            MessageHandled(
-                self.worker.name,
-                self.stream,
-                entry.id,
-                Outcome.RETRIED,
-                time.perf_counter() - started,
-                entry.deliveries,
-                reason,
-            )
-        )
-        first, cap = self.retry_backoff_s
-        delay = min(cap, first * 2.0 ** (entry.deliveries - 1)) if counted else first
-        self._side.start_soon(self._redeliver, entry, delay, counted)
-
-    async def _redeliver(self, entry: Entry, delay: float, counted: bool) -> None:
-        await anyio.sleep(delay)
-        if counted:
-            again = await self._reconnecting(
-                lambda: self.adapter.reclaim(self.stream, self.group, self.consumer, entry)
-            )
-        else:  # still ours? then again as it is; the wait for Redis is _reconnecting's
-            owned = await self._reconnecting(
-                lambda: self.adapter.refresh(self.stream, self.group, self.consumer, [entry.id])
-            )
-            again = entry if entry.id in owned else None
-        if again is None:
-            self._release(entry.id)  # taken by another consumer meanwhile, or acked
-            return
-        self.held[entry.id] = again
-        self._buffer_send.send_nowait(again)

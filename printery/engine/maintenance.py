@@ -117,7 +117,7 @@ class Maintaining(ConsumerState):
 
     async def _drain(self) -> None:
         """Hand back what never started, then let running handlers finish and commit."""
-        await self._hand_back(exclude=self.started, counted=set())
+        await self._hand_back(exclude=self.started, counted=set(self._backing_off))
         self._buffer_send.close()  # handler loops skip what was handed back, then end
         self._commit_send.close()  # the committer ends once every handler loop has
 

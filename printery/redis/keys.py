@@ -57,6 +57,10 @@ class Keys:
     def heartbeat_pattern(self) -> str:
         return f"{self.prefix}:heartbeat:*"
 
+    def trim_lock(self, stream: str) -> str:
+        """Held by the one daemon trimming ``stream`` right now (DESIGN §6)."""
+        return f"{self.prefix}:trim-lock:{stream}"
+
     def delivery_marker(self, event_id: str, url_digest: str) -> str:
         """Remembers that a webhook took an event, so a redelivery is not sent twice."""
         return f"{self.prefix}:notified:{event_id}:{url_digest}"

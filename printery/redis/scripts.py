@@ -19,6 +19,11 @@
   has nothing pending (``XGROUP DELCONSUMER`` drops pending entries with it)
   and, for others, only when no daemon heartbeat claims the name: on Redis 7.0
   ``idle`` alone does not prove a consumer dead.
+- ``TRIM_ACKNOWLEDGED``: retention. Reads every group's
+  last-delivered id and lowest pending id and trims below the lowest of them
+  and the age cutoff, in one step: a group reading or claiming between a
+  check and a trim would otherwise lose the entries it was just handed.
+- ``UNLOCK``: delete a lock only while it still holds our token.
 - ``REPLAY_DEAD``: per dead letter, XADD its original fields (plus
   ``replayed_from``) to the original stream and XDEL it from ``<stream>:dead``
   in one step, so a dead letter is never both replayed and kept, nor lost.
@@ -38,6 +43,8 @@ __all__ = [
     "RELEASE",
     "REPLAY_DEAD",
     "SET_IDLE",
+    "TRIM_ACKNOWLEDGED",
+    "UNLOCK",
 ]
 
 
@@ -61,3 +68,7 @@ FORGET_CONSUMER: Final = _load("forget_consumer")
 REAP_CONSUMERS: Final = _load("reap_consumers")
 
 REPLAY_DEAD: Final = _load("replay_dead")
+
+TRIM_ACKNOWLEDGED: Final = _load("trim_acknowledged")
+
+UNLOCK: Final = _load("unlock")

@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 import random
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -262,6 +263,7 @@ class WorkerManager:
                 slot.ctx = WorkerContext(name, self.emit, self._state_setter(slot), self.clock)
                 self._set_state(slot, WorkerState.STARTING, slot.reason or "starting")
                 kind, error = "returned", "serve() returned while not stopping"
+                trace = ""
                 try:
                     with anyio.CancelScope() as slot.scope:
                         await slot.worker.serve(slot.ctx, task_status=_StartSignal(slot))
@@ -276,6 +278,7 @@ class WorkerManager:
                         kind, error = "permanent", str(permanent)
                     else:
                         kind, error = "crash", _describe(exc)
+                        trace = traceback.format_exc()
                 finally:
                     slot.scope = None
                     slot.budget.paused()
@@ -285,7 +288,7 @@ class WorkerManager:
                 if requested_restart:
                     slot.reason = "restarted on request"
                     continue
-                self.emit(WorkerCrashed(name, kind, error))
+                self.emit(WorkerCrashed(name, kind, error, trace))
                 if kind == "permanent":
                     self._fail(slot, error)
                     if not self.supervised:  # bad credentials, bad configuration: exit 2

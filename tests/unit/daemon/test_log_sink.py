@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
 import structlog
 
 from printery.daemon.logs import configure_logging, log_sink, resolve_format
-from printery.lifecycle import MessageHandled, Outcome
+from printery.lifecycle import HandlerHung, MessageHandled, Outcome, WorkerCrashed
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -37,6 +38,37 @@ def test_an_acked_message_is_logged_only_at_debug(level: str, expected: list[str
         sink(handled(Outcome.ACKED))
         sink(handled(Outcome.RETRIED))
     assert expected == [e["event"] for e in logs]
+
+
+def test_a_crash_carries_its_traceback_as_lines_on_a_console(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Development logs render a crash's traceback as lines, production keeps it as one string."""
+    trace = 'Traceback (most recent call last):\n  File "w.py", line 3\nValueError: boom\n'
+    configure_logging("info", "development", "console")
+    log_sink("c1")(WorkerCrashed("echo", "crash", "ValueError: boom", trace))
+    console = capsys.readouterr().err
+    assert '  File "w.py", line 3' in console.splitlines()
+    structlog.reset_defaults()
+    configure_logging("info", "production")
+    log_sink("c1")(WorkerCrashed("echo", "crash", "ValueError: boom", trace))
+    [line] = capsys.readouterr().err.splitlines()
+    assert trace == json.loads(line)["exception"]
+
+
+def test_a_hang_names_its_message() -> None:
+    """A cut handler's log line names the worker, stream, message id and subject."""
+    configure_logging("info", "production")
+    with structlog.testing.capture_logs() as logs:
+        log_sink("c1")(HandlerHung("echo", "p:in", "5-0", "dep-1", 2.0))
+    [line] = logs
+    assert ("printery.handler_hung", "echo", "p:in", "5-0", "dep-1") == (
+        line["event"],
+        line["worker"],
+        line["stream"],
+        line["message_id"],
+        line["subject"],
+    )
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ import pytest
 
 from printery.errors import RedisUnavailable
 from printery.lifecycle import (
+    HandlerHung,
     HandlerRaised,
     Outcome,
     RedisConnectivity,
@@ -361,21 +362,22 @@ async def test_output_key_of_the_wrong_type_dead_letters_without_acking_first(
     assert stats.pending == 0
 
 
-async def test_a_stuck_handler_is_found_as_a_hang_and_its_message_handled_after_restart(
+async def test_a_stuck_handler_is_cut_alone_and_its_message_retried(
     real_adapter: StreamAdapter, prefix: str
 ) -> None:
-    """A handler stuck without progress hangs the worker even on an idle stream; restarted,
-    the worker handles the message on its next delivery."""
+    """A handler stuck without progress is cut after its hang timeout, alone: its message is
+    retried (a delivery spent), the others flow, and the worker never restarts."""
     recorder = Recorder()
 
     class StuckOnce(EchoWorker):
         async def handle(self, message: Message) -> Sequence[Write]:
-            if message.deliveries == 1:
+            if message.fields.get("n") == "stuck" and message.deliveries == 1:
                 await anyio.sleep_forever()  # no beat: stuck
             return await super().handle(message)
 
-    worker = StuckOnce(make_deps(real_adapter, prefix, ECHO_HANG_TIMEOUT="0.5"))
-    entry_id = await real_adapter.add(worker.stream, {"n": "1"})
+    deps = make_deps(real_adapter, prefix, ECHO_HANG_TIMEOUT="0.5", RETRY_BACKOFF_MS="10")
+    worker = StuckOnce(deps)
+    stuck = await real_adapter.add(worker.stream, {"n": "stuck"})
     async with running(
         worker,
         recorder=recorder,
@@ -383,11 +385,16 @@ async def test_a_stuck_handler_is_found_as_a_hang_and_its_message_handled_after_
         health_check_interval=0.1,
         policy=RestartPolicy(backoff_s=0.01, backoff_max_s=0.01),
     ) as manager:
-        await recorder.wait_for(lambda ev: len(handled(ev, Outcome.ACKED)) == 1, timeout=15)
-        assert manager.status()["echo"].restarts == 1
-    crashes = [e for e in recorder.events if isinstance(e, WorkerCrashed)]
-    assert [c.kind for c in crashes] == ["hang"]
-    assert await out_ids(real_adapter, worker) == [entry_id]
+        others = [await real_adapter.add(worker.stream, {"n": str(n)}) for n in range(5)]
+        await recorder.wait_for(lambda ev: len(handled(ev, Outcome.ACKED)) == 6, timeout=15)
+        assert manager.status()["echo"].restarts == 0
+    assert [] == [e for e in recorder.events if isinstance(e, WorkerCrashed)]
+    [hung] = [e for e in recorder.events if isinstance(e, HandlerHung)]
+    assert (worker.stream, stuck) == (hung.stream, hung.message_id)
+    [retried] = handled(recorder.events, Outcome.RETRIED)
+    assert (stuck, "hung: no progress for 0.5 s") == (retried.message_id, retried.reason)
+    assert sorted([stuck, *others]) == sorted(await out_ids(real_adapter, worker))
+    assert (stuck, 2) in worker.calls
 
 
 async def test_a_promised_wait_is_not_a_hang_and_a_broken_promise_is(
@@ -406,7 +413,8 @@ async def test_a_promised_wait_is_not_a_hang_and_a_broken_promise_is(
                 await anyio.sleep_forever()  # the promise is broken
             return await super().handle(message)
 
-    worker = Promises(make_deps(real_adapter, prefix, ECHO_HANG_TIMEOUT="0.4"))
+    deps = make_deps(real_adapter, prefix, ECHO_HANG_TIMEOUT="0.4", RETRY_BACKOFF_MS="10")
+    worker = Promises(deps)
     slow = await real_adapter.add(worker.stream, {"n": "slow"})
     async with running(
         worker,
@@ -416,10 +424,39 @@ async def test_a_promised_wait_is_not_a_hang_and_a_broken_promise_is(
         policy=RestartPolicy(backoff_s=0.01, backoff_max_s=0.01),
     ) as manager:
         await recorder.wait_for(lambda ev: len(handled(ev, Outcome.ACKED)) == 1, timeout=10)
-        assert manager.status()["echo"].restarts == 0
+        assert [] == [e for e in recorder.events if isinstance(e, HandlerHung)]
         stuck = await real_adapter.add(worker.stream, {"n": "stuck"})
         await recorder.wait_for(lambda ev: len(handled(ev, Outcome.ACKED)) == 2, timeout=15)
+        assert manager.status()["echo"].restarts == 0
+    assert [stuck] == [e.message_id for e in recorder.events if isinstance(e, HandlerHung)]
+    assert [] == [e for e in recorder.events if isinstance(e, WorkerCrashed)]
+    assert await out_ids(real_adapter, worker) == [slow, stuck]
+
+
+async def test_a_handler_ignoring_its_cut_is_a_worker_hang_and_restarts_the_worker(
+    real_adapter: StreamAdapter, prefix: str
+) -> None:
+    """A cut handler that shields itself from cancellation hangs the worker: one restart."""
+    recorder = Recorder()
+
+    class Stubborn(EchoWorker):
+        async def handle(self, message: Message) -> Sequence[Write]:
+            if message.deliveries == 1:
+                with anyio.CancelScope(shield=True):
+                    await anyio.sleep(2.0)  # deaf to the watchdog's cut for four hang timeouts
+            return await super().handle(message)
+
+    deps = make_deps(real_adapter, prefix, ECHO_HANG_TIMEOUT="0.5", RETRY_BACKOFF_MS="10")
+    worker = Stubborn(deps)
+    await real_adapter.add(worker.stream, {"n": "1"})
+    async with running(
+        worker,
+        recorder=recorder,
+        supervised=True,
+        health_check_interval=0.1,
+        policy=RestartPolicy(backoff_s=0.01, backoff_max_s=0.01),
+    ) as manager:
+        await recorder.wait_for(lambda ev: len(handled(ev, Outcome.ACKED)) == 1, timeout=20)
         assert manager.status()["echo"].restarts == 1
     crashes = [e for e in recorder.events if isinstance(e, WorkerCrashed)]
-    assert [c.kind for c in crashes] == ["hang"]
-    assert await out_ids(real_adapter, worker) == [slow, stuck]
+    assert ["hang"] == [c.kind for c in crashes]
