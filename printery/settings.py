@@ -23,10 +23,13 @@ Defaults (and why):
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 import os
 import re
 import socket
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -36,7 +39,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from printery.errors import ConfigError
 
-__all__ = ["BUILTIN_WORKERS", "SECRET_FIELDS", "WORKER_ALIASES", "Settings", "load_settings"]
+__all__ = [
+    "BUILTIN_WORKERS",
+    "SECRET_FIELDS",
+    "WORKER_ALIASES",
+    "Settings",
+    "environment_only_help",
+    "load_settings",
+]
 
 BUILTIN_WORKERS = ("validator", "dependency-checker", "health-monitor", "notifier")
 WORKER_ALIASES = {"dependency": "dependency-checker", "health": "health-monitor"}
@@ -92,6 +102,9 @@ class Settings(BaseSettings):
     hang_timeout: float = Field(60.0, gt=0, le=86400)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     environment: Literal["development", "staging", "production"] = "development"
+    # auto: console on a terminal, JSON otherwise, and JSON in production whatever the
+    # terminal (a `docker run -t` in production still feeds a log pipeline).
+    log_format: Literal["json", "console", "auto"] = "auto"
     http_host: str = "0.0.0.0"  # noqa: S104 - probes reach a container on every interface
     http_port: int = Field(8080, ge=0, le=65535)
     stream_prefix: str = Field(
@@ -139,6 +152,11 @@ class Settings(BaseSettings):
             return _LOG_LEVELS.get(value.strip().lower(), value)
         return value
 
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _normalise_format(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
     @field_validator("stream_retention", "dead_letter_retention", mode="before")
     @classmethod
     def _retention(cls, value: Any) -> Any:
@@ -184,6 +202,19 @@ class Settings(BaseSettings):
             parts = urlsplit(url)
             if parts.scheme not in {"http", "https"} or not parts.hostname:
                 raise ValueError("each URL must be http:// or https:// with a host")
+        return value
+
+    @field_validator("notify_webhook_secret")
+    @classmethod
+    def _check_secret(cls, value: str) -> str:
+        # The Standard Webhooks form: base64 after the prefix (printery.pipeline.signatures).
+        if value.startswith("whsec_"):
+            try:
+                key = base64.b64decode(value.removeprefix("whsec_"), validate=True)
+            except (binascii.Error, ValueError):
+                raise ValueError("starts with whsec_ but the rest is not base64") from None
+            if not key:
+                raise ValueError("starts with whsec_ but holds no key after it")
         return value
 
     @field_validator("allowed_environments", "health_check_allowed_hosts")
@@ -291,6 +322,19 @@ class Settings(BaseSettings):
     def __repr_args__(self) -> Any:
         yield from super().__repr_args__()
         yield "redis_url", self.redis_url_redacted
+
+
+def environment_only_help(flagged: set[str]) -> str:
+    """A ``--help`` paragraph naming the settings a command has no flag for."""
+    names = sorted(n.upper() for n in Settings.model_fields if n not in {*flagged, "per_worker"})
+    return textwrap.fill(
+        "settings without a flag, read from the environment only: "
+        + ", ".join(names)
+        + ", and <WORKER>_CONCURRENCY, <WORKER>_HANG_TIMEOUT. "
+        "`printery config` shows each one's value and where it came from.",
+        width=78,
+        break_on_hyphens=False,
+    )
 
 
 def _split(value: str) -> list[str]:

@@ -160,7 +160,7 @@ class _Progress:
 def run_demo(*, verbose: bool = False, out: TextIO | None = None) -> int:
     """Run the demo; returns the exit code."""
     out = out or sys.stdout
-    configure_logging("info" if verbose else "warning", "development")
+    configure_logging("info" if verbose else "warning", "development", "console")
     stamina.instrumentation.set_on_retry_hooks([])
     return anyio.run(_demo, verbose, out)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -178,6 +179,28 @@ def test_a_second_daemon_with_the_same_consumer_name_is_refused(
     lines = second.stderr().strip().splitlines()
     assert (2, 1) == (code, len(lines)), second.stderr()
     assert lines[0].startswith("printery-workers: CONSUMER_NAME 'twin' is in use")
+
+
+@pytest.mark.timeout(60)
+def test_a_taken_consumer_name_is_reported_within_one_interval_naming_the_holder(
+    tmp_path: Path, echo_env: dict[str, str]
+) -> None:
+    """A second daemon exits 2 within one heartbeat interval (not the TTL), naming host and pid."""
+    env = {**echo_env, "CONSUMER_NAME": "twin", "HEARTBEAT_INTERVAL": "4"}
+    with Daemon(tmp_path, env) as first:
+        first.wait_ready()
+        began = time.monotonic()
+        with Daemon(tmp_path, env) as second:
+            code = second.wait_exit(timeout=30)
+        took = time.monotonic() - began
+        first.send(signal.SIGTERM)
+        assert 0 == first.wait_exit(timeout=20)
+    [line] = second.stderr().strip().splitlines()
+    holder = f"is in use by a live daemon on host {socket.gethostname()}, pid {first.pid}"
+    assert (2, True) == (code, holder in line), line
+    # Start-up of the interpreter (~1-3 s) plus at most one interval; waiting out the
+    # record's TTL, as before, took 3 × 4 + 4 = 16 s.
+    assert took < 4 * 1.1 + 4, took
 
 
 @pytest.mark.timeout(60)
