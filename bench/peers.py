@@ -22,7 +22,9 @@ start-up never counts. A rate is taken from the Redis side, from the first to
 the last output entry's id (milliseconds of the server's clock), so neither
 the benchmark's polling nor a process's start or exit is timed. A round runs
 every peer once, in an order that rotates from round to round; ratios to
-``raw`` are taken within a round, then the median, with the rounds' spread.
+``raw`` are taken within a round, then the median, with the rounds' spread;
+so is the ratio of CPU per message (the raw loop's over the peer's: 1.00 is
+as cheap as the loop), which a busy neighbour moves much less than a rate.
 
 FastStream installs into an environment of the benchmark's own, never
 printery's: the first run makes ``bench/.venv-peers`` (``PEERS_VENV`` elsewhere)
@@ -83,11 +85,10 @@ def faststream_python() -> str:
     if not (venv / ".installed").exists():
         print(f"  (making {venv} with {FASTSTREAM}: once)", flush=True)
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", FASTSTREAM],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
+        pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+        done = subprocess.run([*pip, FASTSTREAM], capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise SystemExit(f"bench: pip could not install {FASTSTREAM}:\n{done.stderr}")
         (venv / ".installed").touch()
     return str(python)
 
@@ -236,13 +237,15 @@ async def main(count: int, rounds: int, kinds: list[str]) -> None:
     cpus: dict[str, list[float]] = {k: [] for k in kinds}
     redis_cpus: dict[str, list[float]] = {k: [] for k in kinds}
     ratios: dict[str, list[float]] = {k: [] for k in kinds}
+    cpu_ratios: dict[str, list[float]] = {k: [] for k in kinds}  # raw's CPU/msg over the peer's
     with redis_server() as url:
         for r in range(rounds):
             order = kinds[r % len(kinds) :] + kinds[: r % len(kinds)]  # alternate who goes first
             got: dict[str, float] = {}
+            got_cpu: dict[str, float] = {}
             for kind in order:
                 rate, cpu, redis_cpu = await run_peer(Peer(kind, r, url, fs_python), count)
-                got[kind] = rate
+                got[kind], got_cpu[kind] = rate, cpu
                 rates[kind].append(rate)
                 cpus[kind].append(cpu)
                 redis_cpus[kind].append(redis_cpu)
@@ -255,16 +258,22 @@ async def main(count: int, rounds: int, kinds: list[str]) -> None:
             if base:
                 for k in kinds:
                     ratios[k].append(got[k] / base)
+                    cpu_ratios[k].append(got_cpu["raw"] / got_cpu[k])
     for k in kinds:
         ratio = (
             f"{statistics.median(ratios[k]):.2f} x raw (rounds {spread(ratios[k])})"
             if ratios[k] and k != "raw"
             else "the baseline"
         )
+        by_cpu = (
+            f"; by CPU/msg {statistics.median(cpu_ratios[k]):.2f} x ({spread(cpu_ratios[k])})"
+            if cpu_ratios[k] and k != "raw"
+            else ""
+        )
         print(
             f"  {k:17} {statistics.median(rates[k]):8,.0f} msg/s  {ratio:32}  "
             f"CPU/msg {statistics.median(cpus[k]):4.0f} µs + redis "
-            f"{statistics.median(redis_cpus[k]):3.0f} µs"
+            f"{statistics.median(redis_cpus[k]):3.0f} µs{by_cpu}"
         )
 
 
