@@ -21,7 +21,8 @@ the stream's end, is seen blocked in ``XREADGROUP`` (printery's also answers
 start-up never counts. A rate is taken from the Redis side, from the first to
 the last output entry's id (milliseconds of the server's clock), so neither
 the benchmark's polling nor a process's start or exit is timed. A round runs
-every peer once, in an order that rotates from round to round; ratios to
+every peer once, in an order that rotates from round to round, after one
+untimed pass of the raw loop that warms the server up; ratios to
 ``raw`` are taken within a round, then the median, with the rounds' spread;
 so is the ratio of CPU per message (the raw loop's over the peer's: 1.00 is
 as cheap as the loop), which a busy neighbour moves much less than a rate.
@@ -30,7 +31,12 @@ FastStream installs into an environment of the benchmark's own, never
 printery's: the first run makes ``bench/.venv-peers`` (``PEERS_VENV`` elsewhere)
 with ``pip install 'faststream[redis]'``, later runs reuse it.
 
-    python bench/peers.py [--messages 30000] [--rounds 3] [--peers raw,validator]
+    python bench/peers.py [--messages 30000] [--rounds 3] [--peers raw,validator] [--redis-stats]
+
+``--redis-stats`` also prints, per peer and round, the process's user and
+system CPU per message and the Redis commands a message cost
+(``INFO commandstats``: calls per message, and their µs; a script's own line
+includes the commands it ran).
 """
 
 from __future__ import annotations
@@ -173,7 +179,28 @@ def entry_ms(entry_id: bytes) -> int:
     return int(entry_id.split(b"-")[0])
 
 
-async def run_peer(peer: Peer, count: int) -> tuple[float, float, float]:
+def user_system_s(pid: int) -> tuple[float, float]:
+    """A live process's user and system CPU seconds (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+_OURS = {"cmdstat_xlen", "cmdstat_client|list", "cmdstat_config|resetstat", "cmdstat_xgroup|setid"}
+
+
+def commands_per_message(stats: dict[str, Any], count: int) -> str:
+    """``INFO commandstats`` as the commands Redis spent most time on, per message."""
+    top = sorted(stats.items(), key=lambda kv: -float(kv[1]["usec"]))[:12]
+    return ", ".join(
+        f"{name.removeprefix('cmdstat_')} {float(v['calls']) / count:.2f} "
+        f"({float(v['usec']) / count:.1f} µs)"
+        for name, v in top
+        if name not in _OURS  # the benchmark's own polling and gate
+    )
+
+
+async def run_peer(peer: Peer, count: int, redis_stats: bool = False) -> tuple[float, float, float]:
     """msg/s from the outputs' ids; CPU µs per message of the peer's process and of Redis."""
     client = aioredis.Redis.from_url(peer.url)
     await fill(peer.url, peer.source, count)
@@ -192,7 +219,9 @@ async def run_peer(peer: Peer, count: int) -> tuple[float, float, float]:
 
         await until(reading, f"{peer.kind}'s first read", 60)
         cpu_before = cpu_seconds(proc.pid)
+        split_before = user_system_s(proc.pid)
         redis_before = cpu_seconds(SERVER_PIDS[peer.url])
+        await client.config_resetstat()
         await client.execute_command("XGROUP", "SETID", peer.source, peer.group, "0")
 
         progress = [0, time.monotonic()]  # outputs seen, when that last changed
@@ -209,7 +238,9 @@ async def run_peer(peer: Peer, count: int) -> tuple[float, float, float]:
 
         await until(all_out, f"{count} outputs of {peer.kind}", 600)
         cpu = cpu_seconds(proc.pid) - cpu_before
+        user, system = (b - a for a, b in zip(split_before, user_system_s(proc.pid), strict=True))
         redis_cpu = cpu_seconds(SERVER_PIDS[peer.url]) - redis_before
+        stats = await client.info("commandstats")
     finally:
         stop_processes([proc])
     pending = await client.xpending(peer.source, peer.group)
@@ -221,6 +252,12 @@ async def run_peer(peer: Peer, count: int) -> tuple[float, float, float]:
     if pending["pending"]:
         raise SystemExit(f"bench: {peer.kind} left {pending['pending']} entries unacknowledged")
     span_s = max(entry_ms(last_id) - entry_ms(first_id), 1) / 1000
+    if redis_stats:
+        print(
+            f"    {peer.kind}: process user {user / count * 1e6:.0f} + system "
+            f"{system / count * 1e6:.0f} µs/msg, busy {(user + system) / span_s:.2f} core; "
+            f"Redis commands per message (their µs): {commands_per_message(stats, count)}"
+        )
     return (count - 1) / span_s, cpu / count * 1e6, redis_cpu / count * 1e6
 
 
@@ -228,7 +265,7 @@ def spread(values: Sequence[float]) -> str:
     return f"{min(values):.2f}–{max(values):.2f}" if len(values) > 1 else f"{values[0]:.2f}"
 
 
-async def main(count: int, rounds: int, kinds: list[str]) -> None:
+async def main(count: int, rounds: int, kinds: list[str], redis_stats: bool = False) -> None:
     fs_python = faststream_python() if any(k.startswith("faststream") for k in kinds) else None
     version = f", FastStream {faststream_version(fs_python)}" if fs_python else ""
     print(f"peers, {count} messages, {rounds} rounds, {machine()}{version}")
@@ -239,12 +276,16 @@ async def main(count: int, rounds: int, kinds: list[str]) -> None:
     ratios: dict[str, list[float]] = {k: [] for k in kinds}
     cpu_ratios: dict[str, list[float]] = {k: [] for k in kinds}  # raw's CPU/msg over the peer's
     with redis_server() as url:
+        # Untimed: a fresh redis-server's first backlog also grows its memory, which made
+        # whichever peer went first look 2 to 4 times slower than in the rounds after.
+        await run_peer(Peer("raw", rounds, url, fs_python), count)
         for r in range(rounds):
             order = kinds[r % len(kinds) :] + kinds[: r % len(kinds)]  # alternate who goes first
             got: dict[str, float] = {}
             got_cpu: dict[str, float] = {}
             for kind in order:
-                rate, cpu, redis_cpu = await run_peer(Peer(kind, r, url, fs_python), count)
+                peer = Peer(kind, r, url, fs_python)
+                rate, cpu, redis_cpu = await run_peer(peer, count, redis_stats)
                 got[kind], got_cpu[kind] = rate, cpu
                 rates[kind].append(rate)
                 cpus[kind].append(cpu)
@@ -278,6 +319,8 @@ async def main(count: int, rounds: int, kinds: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    # SIGTERM unwinds like Ctrl-C: the peer process and the redis-server are stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if sys.argv[1:2] == ["--serve-raw"]:
         serve_raw(*sys.argv[2:5])
     else:
@@ -285,9 +328,14 @@ if __name__ == "__main__":
         parser.add_argument("--messages", type=int, default=30_000)
         parser.add_argument("--rounds", type=int, default=3)
         parser.add_argument("--peers", default=",".join(PEERS), help=", ".join(PEERS))
+        parser.add_argument(
+            "--redis-stats",
+            action="store_true",
+            help="per peer: user/system CPU, and the Redis commands of a message (commandstats)",
+        )
         args = parser.parse_args()
         chosen = [k.strip() for k in args.peers.split(",") if k.strip()]
         unknown = sorted(set(chosen) - set(PEERS))
         if unknown:
             parser.error(f"unknown peer(s) {', '.join(unknown)}; known: {', '.join(PEERS)}")
-        anyio.run(main, args.messages, args.rounds, chosen)
+        anyio.run(main, args.messages, args.rounds, chosen, args.redis_stats)
