@@ -122,36 +122,34 @@ def commit_payload(
 
     Every key the script touches is declared, as Redis's scripting rules (and
     a cluster's routing) require: ``stream`` first, then each distinct output
-    key once, in order of first use. The JSON names a key by its index in KEYS,
-    both a write's own key and HSET_LATEST's order key and order hash
-    (arguments 3 and 5), so the payload stays one argument.
+    key once, in order of first use. The JSON names a key by its index in KEYS:
+    a write is ``[op, key index, args]``, and HSET_LATEST's order key and order
+    hash (arguments 3 and 5) follow as two more indices, so the payload stays
+    one argument.
 
     One argument instead of thousands: redis-py packs each argument in Python
     (7.7 ms for 5,500 of them). orjson writes the batch in C, each Write as an
-    ``[op, key index, args]`` array (as a tuple: orjson takes six times longer
-    over dataclasses), handing back only bytes: text when they are UTF-8, else
+    array (from a tuple: orjson takes six times longer over dataclasses),
+    handing back only bytes: text when they are UTF-8, else
     an argument of their own, referenced by index. Text that is not valid
     Unicode (a lone surrogate, from a JSON escape in someone's data), which no
     JSON reader in Redis takes, travels the same way, as its surrogate-pass
     bytes. A key that is not text goes as null: the script refuses its entry.
     """
-    index: dict[object, int] = {stream: 1}
-    at = index.setdefault
+    index = _Index({stream: 1})
     binary: list[bytes] = []
     try:
         as_arrays = [
             (
                 entry_id,
                 [
-                    (w.op, at(w.key, len(index) + 1), w.args)
-                    if w.op != "HSET_LATEST"
-                    else (w.op, at(w.key, len(index) + 1), _latest_refs(w.args, index))
+                    (w.op, index[w.key], w.args) if w.op != "HSET_LATEST" else _latest(w, index)
                     for w in writes
                 ],
             )
             for entry_id, writes in batch
         ]
-    except TypeError:  # a key that cannot even be hashed (a list): the careful path
+    except (TypeError, IndexError):  # a key that cannot be hashed, HSET_LATEST's arguments short
         pass
     else:
         if _all_text(index):
@@ -162,6 +160,14 @@ def commit_payload(
             else:
                 return list(index), payload, binary  # type: ignore[arg-type]  # checked by _all_text
     return _careful_payload(stream, batch)
+
+
+class _Index(dict[object, int]):
+    """Key → its index in KEYS (from 1), a new key taking the next: a lookup at C speed."""
+
+    def __missing__(self, key: object) -> int:
+        at = self[key] = len(self) + 1
+        return at
 
 
 def _encoder(binary: list[bytes]) -> Callable[[object], str | list[int] | None]:
@@ -187,15 +193,16 @@ def _encoder(binary: list[bytes]) -> Callable[[object], str | list[int] | None]:
     return encoded
 
 
-def _latest_refs(args: object, index: dict[object, int]) -> object:
-    """HSET_LATEST's arguments with its order key and order hash as KEYS indices."""
-    if type(args) is not tuple and type(args) is not list:
-        return args  # refused by the script, like any malformed write
-    refs: list[object] = list(args)
-    for at in (2, 4):
-        if at < len(refs):
-            refs[at] = index.setdefault(refs[at], len(index) + 1)
-    return refs
+def _latest(w: Write, index: _Index) -> tuple[object, ...]:
+    """HSET_LATEST as ``[op, key, args, order key, order hash]``, the last two as KEYS indices.
+
+    The arguments keep the keys' text (for the script's checks of arity and
+    text); the script uses the declared keys the indices name.
+    """
+    args = w.args
+    if len(args) > 4:
+        return (w.op, index[w.key], args, index[args[2]], index[args[4]])
+    return (w.op, index[w.key], args, index[args[2]])
 
 
 def _all_text(index: dict[object, int]) -> bool:
@@ -241,22 +248,18 @@ def _careful_payload(
             return text
         return encoded(text.encode(errors="surrogatepass"))
 
-    def checked(op: object, args: object) -> list[str | int | list[int] | None] | None:
+    def checked(args: object) -> list[str | list[int] | None] | None:
         if not isinstance(args, tuple | list):
             return None  # refused by the script, like any malformed write
-        out: list[str | int | list[int] | None] = [
-            valid(a) if isinstance(a, str) else encoded(a) for a in args
-        ]
-        if op == "HSET_LATEST":
-            for at in (2, 4):
-                if at < len(out):
-                    out[at] = ref(args[at])
-        return out
+        return [valid(a) if isinstance(a, str) else encoded(a) for a in args]
 
-    every_arg_checked = [
-        (entry_id, [(w.op, ref(w.key), checked(w.op, w.args)) for w in writes])
-        for entry_id, writes in batch
-    ]
+    def write(w: Write) -> tuple[object, ...]:
+        array = (w.op, ref(w.key), checked(w.args))
+        if w.op != "HSET_LATEST" or not isinstance(w.args, tuple | list):
+            return array
+        return array + tuple(ref(k) for k in w.args[2:5:2])
+
+    every_arg_checked = [(entry_id, [write(w) for w in writes]) for entry_id, writes in batch]
     return list(index), orjson.dumps(every_arg_checked, default=_refused), binary
 
 

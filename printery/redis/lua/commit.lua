@@ -14,7 +14,9 @@ end
 local function key_at(n)  -- every key is declared: the JSON names it by its index in KEYS
   if type(n) == 'number' then return KEYS[n] end
 end
-local refs = {HSET_LATEST = {3, 5}}  -- the arguments that are keys (KEYS indices)
+-- HSET_LATEST's arguments 3 and 5 (order key, order hash) are keys: declared
+-- too, their indices in KEYS follow the arguments, as w[4] and w[5]
+local refs = {HSET_LATEST = {3, 5}}
 local none = {}
 local function wrong(key, want)
   local have = redis.call('TYPE', key)['ok']
@@ -35,8 +37,8 @@ local function malformed(w)  -- what Redis would refuse in this write, or nil
       return op .. ' ' .. key .. ': argument ' .. j .. ' is not text'
     end
   end
-  for _, j in ipairs(refs[op] or none) do
-    if j <= n and not key_at(args[j]) then
+  for at, j in ipairs(refs[op] or none) do
+    if j <= n and not key_at(w[3 + at]) then
       return op .. ' ' .. key .. ': argument ' .. j .. ' is not text'
     end
   end
@@ -63,8 +65,8 @@ for i, item in ipairs(batch) do
     local want = kinds[w[1]]
     if not acked[i] and want then acked[i] = wrong(KEYS[w[2]], want) end
     if not acked[i] and w[1] == 'HSET_LATEST' then  -- its order hashes too
-      local source = w[3][5]
-      acked[i] = wrong(KEYS[w[3][3]], 'hash') or (source and wrong(KEYS[source], 'hash'))
+      local source = w[3][5] and KEYS[w[5]]
+      acked[i] = wrong(KEYS[w[4]], 'hash') or (source and wrong(source, 'hash'))
     end
     if acked[i] then break end
   end
@@ -73,7 +75,9 @@ for i, item in ipairs(batch) do
     for _, w in ipairs(writes) do
       local op, key, args = w[1], KEYS[w[2]], {}
       for j, v in ipairs(w[3]) do args[j] = value(v) end
-      for _, j in ipairs(refs[op] or none) do args[j] = KEYS[args[j]] end
+      for at, j in ipairs(refs[op] or none) do
+        if args[j] then args[j] = KEYS[w[3 + at]] end
+      end
       if op == 'XADD' then
         redis.call('XADD', key, '*', unpack(args))
       elseif op == 'HSET' then

@@ -175,6 +175,23 @@ async def test_commit_carries_any_text_and_any_bytes(adapter: StreamAdapter, pre
     assert {} == await owners(adapter, stream)
 
 
+async def test_commit_writes_to_keys_of_any_text(adapter: StreamAdapter, prefix: str) -> None:
+    """Output keys with non-ASCII text, a lone surrogate or a space, and an order key, all land."""
+    stream, ids = await setup(adapter, prefix, 1)
+    await read(adapter, stream, "c1")
+    out, odd, spaced = f"{prefix}:sortie ✓", f"{prefix}:a\ud800b", f"{prefix}:with space"
+    writes = [
+        Write.xadd(out, {"n": "1"}),
+        Write.hset(odd, {"f": "v"}),
+        Write.hset_latest(spaced, "api", "1", order_key=f"{prefix}:ordre ✓", order="a"),
+    ]
+    assert [True] == await adapter.commit(stream, GROUP, [(ids[0], writes)])
+    assert 1 == await adapter.length(out)
+    assert {b"f": b"v"} == await adapter.client.hgetall(odd.encode(errors="surrogatepass"))
+    assert {"api": "1"} == await adapter.hash_all(spaced)
+    assert {"api": "a"} == await adapter.hash_all(f"{prefix}:ordre ✓")
+
+
 async def test_hset_latest_keeps_the_latest_order_not_the_last_write(
     adapter: StreamAdapter, prefix: str
 ) -> None:
@@ -344,6 +361,13 @@ MALFORMED = [
         "XADD k: argument 4 is not text",
     ),
     ("no args", Write("EXPIRE", "k", None), "EXPIRE k: no arguments"),  # type: ignore[arg-type]
+    ("a list key", Write("XADD", ["k"], ("a", "1")), "XADD: the key is not text"),  # type: ignore[arg-type]
+    ("short latest", Write("HSET_LATEST", "k", ("f", "v")), "HSET_LATEST k: 2 arguments"),
+    (
+        "order key not text",
+        Write("HSET_LATEST", "k", ("f", "v", None, "1")),  # type: ignore[arg-type]
+        "HSET_LATEST k: argument 3 is not text",
+    ),
 ]
 
 
