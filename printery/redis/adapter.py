@@ -372,8 +372,8 @@ class StreamAdapter:
         """
         with translated():
             found: list[dict[str, Any]] = await self.client.xinfo_consumers(stream, group)
-            names = [
-                _str(c["name"])
+            names: list[bytes] = [  # as Redis has them: a name need not be UTF-8
+                c["name"]
                 for c in found
                 if int(c["pending"]) == 0
                 and int(c["idle"]) > idle_ms
@@ -381,10 +381,11 @@ class StreamAdapter:
             ]
             if not names:
                 return []
+            prefix = heartbeat_prefix.encode()
             gone = await self._reap(
-                keys=[stream, *(heartbeat_prefix + n for n in names)], args=[group, idle_ms, *names]
+                keys=[stream, *(prefix + n for n in names)], args=[group, idle_ms, *names]
             )
-        return [_str(n) for n in gone]
+        return [_text(n) for n in gone]
 
     async def add(self, stream: str, fields: Mapping[str, str | bytes]) -> str:
         with translated():

@@ -560,6 +560,23 @@ async def test_reap_deletes_only_idle_empty_consumers_without_heartbeat(
     assert {"busy", "live"} == await consumer_names(adapter, stream)
 
 
+async def test_reap_takes_a_consumer_name_that_is_not_utf8(
+    adapter: StreamAdapter, prefix: str
+) -> None:
+    """A consumer named in bytes that are not UTF-8 is reaped; its heartbeat key is checked too."""
+    stream, _ = await setup(adapter, prefix, 1)
+    heartbeats = f"{prefix}:heartbeat:"
+    await adapter.client.xgroup_createconsumer(stream, GROUP, b"\xffkept")
+    await adapter.client.xgroup_createconsumer(stream, GROUP, b"\xffgone")
+    await adapter.client.set(heartbeats.encode() + b"\xffkept", "record")
+    await anyio.sleep(0.01)  # idle_ms=0 needs a whole millisecond of idle, as above
+    assert ["\ufffdgone"] == await adapter.reap_consumers(
+        stream, GROUP, idle_ms=0, heartbeat_prefix=heartbeats
+    )
+    found: Any = await adapter.client.xinfo_consumers(stream, GROUP)
+    assert [b"\xffkept"] == [c["name"] for c in found]
+
+
 # -- heartbeats ------------------------------------------------------------------------
 
 
