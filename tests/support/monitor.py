@@ -107,6 +107,8 @@ class Monitor:
 
 async def keys_of(client: aioredis.Redis, command: list[bytes]) -> list[bytes]:
     """The keys ``command`` touches, as the server itself finds them (COMMAND GETKEYS)."""
+    if len(command) == 1:
+        return []  # TIME, say: COMMAND GETKEYS wants a command with arguments
     try:
         found: Any = await client.command_getkeys(*command)
     except rex.ResponseError as exc:

@@ -83,6 +83,10 @@ async def every_script_call(adapter: StreamAdapter) -> None:
     letter = await adapter.add(dead, {"n": "9", "error": "boom", "original_stream": stream})
     [replayed] = await adapter.replay_dead(dead, stream, [letter])
     assert replayed.new_id is not None
+    trim = await adapter.trim_acknowledged(stream, 0, needs_group=True)
+    assert trim.length >= 0
+    assert await adapter.try_lock("orders:lock", "tok", 60_000) is True
+    await adapter.unlock("orders:lock", "tok")
 
 
 async def _own(adapter: StreamAdapter, stream: str) -> list[Entry]:
