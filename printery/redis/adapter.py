@@ -375,9 +375,7 @@ class StreamAdapter:
             names: list[bytes] = [  # as Redis has them: a name need not be UTF-8
                 c["name"]
                 for c in found
-                if int(c["pending"]) == 0
-                and int(c["idle"]) > idle_ms
-                and _inactive_ms(c) > idle_ms
+                if int(c["pending"]) == 0 and int(c["idle"]) > idle_ms and _inactive_ms(c) > idle_ms
             ]
             if not names:
                 return []
