@@ -7,28 +7,23 @@ and :class:`RedisPermanent` (credentials, ACL: stop, don't loop).
 Multi-step operations are server-side scripts (printery.redis.scripts), each
 atomic; ``commit`` is the one the delivery guarantee rests on.
 
-Past 400 lines on purpose: one method per Redis operation, each a few lines
-inside the one translation boundary; the values it returns are in
-:mod:`printery.redis.replies`, the writes it commits in :mod:`printery.redis.writes`.
+The consumer's hot path is here; exceptions are translated in
+:mod:`printery.redis.translation`, the reads the CLI and dashboard make are in
+:mod:`printery.redis.views`, the values returned in :mod:`printery.redis.replies`,
+the writes committed in :mod:`printery.redis.writes`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import redis.asyncio as aioredis
 import redis.exceptions as rex
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
 from printery.errors import (
     CrossSlot,
-    GroupMissing,
-    RedisError,
-    RedisOutOfMemory,
     RedisPermanent,
     RedisUnavailable,
 )
@@ -38,17 +33,20 @@ from printery.redis.replies import (
     Entry,
     GroupInfo,
     GroupStats,
-    PendingEntry,
     Replayed,
     StreamInfo,
-    Trim,
 )
 from printery.redis.slots import one_slot_problem
+from printery.redis.translation import DatabaseOutOfRange, connect, translated
+from printery.redis.translation import ident as _str
+from printery.redis.translation import text as _text
+from printery.redis.views import DEAD_LETTER_FIELDS, Views
 from printery.redis.writes import Write, commit_payload, outputs_problem
 
 __all__ = [
     "DEAD_LETTER_FIELDS",
     "ConsumerInfo",
+    "DatabaseOutOfRange",
     "Entry",
     "GroupInfo",
     "GroupStats",
@@ -65,115 +63,8 @@ __all__ = [
 # not clamp the resulting delivery time (it resets a negative one to "now").
 _HAND_BACK_IDLE_MS: Final = 100 * 86_400_000
 
-# What the runtime adds to a message when it dead-letters it (runtime._dead_letter_commit).
-DEAD_LETTER_FIELDS: Final = (
-    "error",
-    "deliveries",
-    "failed_at",
-    "original_id",
-    "original_stream",
-    "group",
-)
 
-
-# redis-py strips the error code from the replies it has a class for ("OOM
-# command not allowed…" arrives as OutOfMemoryError("command not allowed…")):
-# those are classified by class, and the code is put back for the logs.
-_STRIPPED_CODES: Final[dict[type[Exception], str]] = {
-    rex.OutOfMemoryError: "OOM",
-    rex.ReadOnlyError: "READONLY",
-    rex.TryAgainError: "TRYAGAIN",
-    rex.MasterDownError: "MASTERDOWN",
-    rex.NoPermissionError: "NOPERM",
-}
-_STRIPPED_UNAVAILABLE: Final = (
-    rex.OutOfMemoryError,
-    rex.ReadOnlyError,
-    rex.TryAgainError,
-    rex.MasterDownError,
-)
-
-
-class DatabaseOutOfRange(RedisPermanent):
-    """The URL's database index is past the server's ``databases``: ``ping`` names the count."""
-
-
-def _refused(message: str) -> str:
-    """A refusal of the credentials, said as one: never "cannot reach"."""
-    if message.startswith("HELLO must be called with the client already authenticated"):
-        return "refused: the server wants a password, and the URL gives none"
-    if message.startswith("NOAUTH"):
-        return f"refused: the server wants a password, and the URL gives none ({message})"
-    if message.startswith("NOPERM"):
-        return f"refused by the ACL: {message}"
-    return f"refused the user or password: {message}"
-
-
-def _with_code(exc: Exception) -> str:
-    code = next((c for kind, c in _STRIPPED_CODES.items() if isinstance(exc, kind)), "")
-    message = str(exc)
-    return message if not code or message.startswith(code) else f"{code} {message}"
-
-
-@contextlib.contextmanager
-def translated() -> Iterator[None]:
-    """Translate redis-py's exceptions into printery's; the one boundary that does it."""
-    try:
-        yield
-    except rex.OutOfMemoryError as exc:
-        raise RedisOutOfMemory(_with_code(exc)) from exc
-    except _STRIPPED_UNAVAILABLE as exc:
-        raise RedisUnavailable(_with_code(exc)) from exc
-    except rex.NoPermissionError as exc:
-        raise RedisPermanent(_with_code(exc)) from exc
-    except rex.ResponseError as exc:
-        message = str(exc)
-        # NOGROUP: the group is gone. UNBLOCKED: the stream was deleted under a
-        # blocked XREADGROUP (Redis 7). Either way: recreate the group.
-        if message.startswith(("NOGROUP", "UNBLOCKED")) or "no such key" in message:
-            raise GroupMissing(message) from exc
-        if message.startswith("OOM"):
-            raise RedisOutOfMemory(message) from exc
-        if message.startswith(("LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN")):
-            raise RedisUnavailable(message) from exc
-        if message.startswith(("NOAUTH", "WRONGPASS", "NOPERM")):
-            raise RedisPermanent(_refused(message)) from exc
-        if "DB index is out of range" in message:
-            raise DatabaseOutOfRange(message) from exc
-        raise RedisError(message) from exc  # unexpected: the supervisor counts a crash
-    except (rex.AuthenticationError, rex.AuthorizationError) as exc:
-        raise RedisPermanent(_refused(str(exc) or type(exc).__name__)) from exc
-    except (rex.ConnectionError, rex.TimeoutError, OSError, TimeoutError) as exc:
-        raise RedisUnavailable(str(exc) or type(exc).__name__) from exc
-
-
-def connect(
-    url: str, *, socket_timeout: float, connect_timeout: float, client_name: str | None = None
-) -> aioredis.Redis:
-    """A client that fails fast: one socket timeout, raw bytes.
-
-    The only retry is one immediate reconnect on a closed connection (a pooled
-    socket the server dropped, say after a restart). Timeouts are never retried
-    here, so a stalled Redis is noticed within one socket timeout; the runtime
-    reconnects with backoff, and its commit script is safe to send twice.
-    """
-    return aioredis.Redis.from_url(
-        url,
-        decode_responses=False,
-        socket_timeout=socket_timeout,
-        socket_connect_timeout=connect_timeout,
-        retry=Retry(NoBackoff(), 1, supported_errors=(rex.ConnectionError,)),
-        retry_on_timeout=False,
-        health_check_interval=0,
-        client_name=client_name,
-    )
-
-
-def _str(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-class StreamAdapter:
+class StreamAdapter(Views):
     """Stream operations for consumers; methods raise only printery's Redis errors.
 
     Every script call declares, in KEYS, every key its script touches.
@@ -428,211 +319,6 @@ class StreamAdapter:
             values: list[Any] = await self.client.mget(keys)
         return [v for v in values if v is not None]
 
-    # -- plain reads and markers, for the pipeline workers and the CLI -------------
-
-    async def hash_get(self, key: str, names: Sequence[str]) -> dict[str, str | None]:
-        """Some fields of a hash (HMGET); a missing field or key reads as None."""
-        if not names:
-            return {}
-        with translated():
-            values: list[Any] = await self.client.hmget(key, list(names))
-        return {n: None if v is None else _text(v) for n, v in zip(names, values, strict=True)}
-
-    async def hash_all(self, key: str) -> dict[str, str]:
-        """Every field of a hash (HGETALL); empty when the key does not exist."""
-        with translated():
-            found: dict[Any, Any] = await self.client.hgetall(key)
-        return {_text(k): _text(v) for k, v in found.items()}
-
-    async def list_all(self, key: str) -> list[str]:
-        """Every item of a list (LRANGE 0 -1), oldest first."""
-        with translated():
-            items: list[Any] = await self.client.lrange(key, 0, -1)
-        return [_text(i) for i in items]
-
-    async def apply(self, writes: Sequence[Write]) -> None:
-        """Write records outside any commit (HSET, capped RPUSH, EXPIRE), one round trip.
-
-        For state that moves while a message is still running (a task's progress):
-        nothing here acks anything, so nothing here needs to be atomic with an ack.
-        """
-        with translated():
-            pipe = self.client.pipeline(transaction=False)
-            for write in writes:
-                if write.op == "HSET":
-                    pairs = dict(zip(write.args[::2], write.args[1::2], strict=True))
-                    pipe.hset(write.key, mapping=pairs)  # type: ignore[arg-type]  # redis-py's mapping type is invariant
-                elif write.op == "RPUSH":
-                    value, cap = write.args
-                    pipe.rpush(write.key, value)
-                    pipe.ltrim(write.key, -int(cap), -1)
-                elif write.op == "EXPIRE":
-                    pipe.expire(write.key, int(write.args[0]))
-                else:
-                    raise ValueError(f"apply() does not write {write.op}")
-            await pipe.execute()
-
-    async def list_tail(self, key: str, count: int) -> list[str]:
-        """The last ``count`` items of a list (LRANGE -count -1), oldest first."""
-        with translated():
-            items: list[Any] = await self.client.lrange(key, -count, -1)
-        return [_text(i) for i in items]
-
-    async def get(self, key: str) -> str | None:
-        with translated():
-            value: Any = await self.client.get(key)
-        return None if value is None else _text(value)
-
-    async def set_once(self, key: str, value: str, ttl_s: int) -> bool:
-        """SET NX with a TTL: True if this call set it, False if the key already existed."""
-        with translated():
-            return bool(await self.client.set(key, value, nx=True, ex=ttl_s))
-
-    # -- the operator's view: stream and group details, dead letters -----------------
-
-    async def server_time_ms(self) -> int:
-        """Redis's clock, which also stamps entry ids: ages of entries are measured on it."""
-        with translated():
-            seconds, micros = await self.client.time()
-        return int(seconds) * 1000 + int(micros) // 1000
-
-    async def key_type(self, key: str) -> str:
-        """``stream``, ``hash``, …, or ``none`` when the key does not exist."""
-        with translated():
-            return _str(await self.client.type(key))
-
-    async def length(self, stream: str) -> int:
-        """XLEN: 0 for a stream that does not exist."""
-        with translated():
-            return int(await self.client.xlen(stream))
-
-    async def stream_info(self, stream: str) -> StreamInfo | None:
-        """Length and every group with its consumers; None unless ``stream`` is a stream."""
-        with translated():
-            if _str(await self.client.type(stream)) != "stream":
-                return None
-            length = int(await self.client.xlen(stream))
-            groups: list[dict[str, Any]] = await self.client.xinfo_groups(stream)
-            found = []
-            for info in groups:
-                name = _text(info["name"])
-                summary: Any = await self.client.xpending(stream, name)
-                members: list[dict[str, Any]] = await self.client.xinfo_consumers(stream, name)
-                lag = info.get("lag")
-                found.append(
-                    GroupInfo(
-                        name,
-                        None if lag is None else int(lag),
-                        int(info["pending"]),
-                        _str(summary["min"]) if summary.get("min") else None,
-                        tuple(
-                            ConsumerInfo(_text(m["name"]), int(m["pending"]), int(m["idle"]))
-                            for m in members
-                        ),
-                    )
-                )
-        return StreamInfo(stream, length, tuple(found))
-
-    async def entries(
-        self, stream: str, *, start: str = "-", end: str = "+", count: int | None = None
-    ) -> list[Entry]:
-        """XRANGE, oldest first; ``(id`` bounds are exclusive. Empty for a missing stream."""
-        with translated():
-            raw: Any = await self.client.xrange(stream, min=start, max=end, count=count)
-        return [Entry(_str(i), dict(f)) for i, f in raw]
-
-    async def newest_entries(
-        self, stream: str, *, before: str | None = None, count: int = 50
-    ) -> list[Entry]:
-        """XREVRANGE, newest first, ``count`` at most; ``before`` (exclusive) pages backwards."""
-        with translated():
-            raw: Any = await self.client.xrevrange(
-                stream, max="+" if before is None else f"({before}", min="-", count=count
-            )
-        return [Entry(_str(i), dict(f)) for i, f in raw]
-
-    async def pending_entries(
-        self, stream: str, group: str, *, after: str | None = None, count: int = 50
-    ) -> list[PendingEntry]:
-        """XPENDING's extended form, oldest first; ``after`` (exclusive) pages forwards."""
-        with translated():
-            try:
-                raw: Any = await self.client.xpending_range(
-                    stream, group, min="-" if after is None else f"({after}", max="+", count=count
-                )
-            except rex.ResponseError as exc:
-                if str(exc).startswith("NOGROUP"):
-                    return []
-                raise
-        return [
-            PendingEntry(
-                _str(p["message_id"]),
-                _text(p["consumer"]),
-                int(p["time_since_delivered"]),
-                int(p["times_delivered"]),
-            )
-            for p in raw
-        ]
-
-    async def delete_entries(self, stream: str, ids: Sequence[str]) -> int:
-        """XDEL: remove these entries; returns how many were there."""
-        if not ids:
-            return 0
-        with translated():
-            return int(await self.client.xdel(stream, *ids))
-
-    async def last_entry_id(self, stream: str) -> str | None:
-        with translated():
-            raw: Any = await self.client.xrevrange(stream, max="+", min="-", count=1)
-        return _str(raw[0][0]) if raw else None
-
-    async def replay_dead(self, dead: str, stream: str, ids: Sequence[str]) -> list[Replayed]:
-        """Move dead letters back to ``stream``, each atomically; see the module docstring.
-
-        The original fields go back without the dead-letter fields, with
-        ``replayed_from: <dead letter id>``; a fresh entry starts a fresh delivery count.
-        """
-        if not ids:
-            return []
-        with translated():
-            reply: Any = await self._replay_dead(
-                keys=[dead, stream], args=[json.dumps(DEAD_LETTER_FIELDS), *ids]
-            )
-        return [
-            Replayed(_str(i), _str(r) if int(ok) else None, "" if int(ok) else _text(r))
-            for i, ok, r in reply
-        ]
-
-    async def trim_before(self, stream: str, min_id: str) -> int:
-        """Delete every entry older than ``min_id`` (XTRIM MINID, exact); returns how many."""
-        with translated():
-            return int(await self.client.xtrim(stream, minid=min_id, approximate=False))
-
-    # -- retention ---------------------------------------------------------------------
-
-    async def trim_acknowledged(self, stream: str, retention_ms: int, *, needs_group: bool) -> Trim:
-        """Trim what every group has acknowledged and is older than ``retention_ms``, atomically.
-
-        With ``needs_group`` a stream that has no group is left whole; without,
-        its entries go by age alone (still never one some group has not acknowledged).
-        """
-        with translated():
-            reply: Any = await self._trim_acknowledged(
-                keys=[stream], args=[retention_ms, "1" if needs_group else "0"]
-            )
-        trimmed, length, min_id = reply
-        return Trim(int(trimmed), int(length), _str(min_id) if min_id else None)
-
-    async def try_lock(self, key: str, token: str, ttl_ms: int) -> bool:
-        """SET NX PX: True if this call took the lock."""
-        with translated():
-            return bool(await self.client.set(key, token, nx=True, px=ttl_ms))
-
-    async def unlock(self, key: str, token: str) -> None:
-        """Release a lock this token holds; someone else's (ours expired) is left alone."""
-        with translated():
-            await self._unlock(keys=[key], args=[token])
-
 
 def _inactive_ms(consumer: Mapping[str, Any]) -> int:
     """How long a consumer has not read: ``inactive`` (Redis 7.2+, Valkey), else ``idle``.
@@ -642,8 +328,3 @@ def _inactive_ms(consumer: Mapping[str, Any]) -> int:
     """
     inactive = int(consumer.get("inactive", -1))
     return inactive if inactive >= 0 else int(consumer["idle"])
-
-
-def _text(value: bytes | str) -> str:
-    """Values written by others may hold any bytes: never fail a read on decoding."""
-    return value.decode(errors="replace") if isinstance(value, bytes) else value

@@ -17,8 +17,9 @@ import redis.asyncio as aioredis
 
 from printery.daemon.retention import Target, Trimmer, targets
 from printery.lifecycle import StreamTrimmed, TrimFailed
-from printery.redis.adapter import StreamAdapter, Trim, connect
+from printery.redis.adapter import StreamAdapter, connect
 from printery.redis.keys import Keys
+from printery.redis.replies import Trim
 from printery.settings import load_settings
 from tests.support.events import Recorder
 from tests.support.redis_server import RedisServer

@@ -15,9 +15,9 @@ from printery.daemon.metrics import Metrics
 from printery.daemon.retention import Target, Trimmer
 from printery.errors import RedisError, RedisUnavailable
 from printery.lifecycle import LifecycleEvent, StreamTrimmed, TrimFailed
-from printery.redis.adapter import StreamAdapter, Trim
+from printery.redis.adapter import StreamAdapter
 from printery.redis.keys import Keys
-from printery.redis.replies import GroupStats
+from printery.redis.replies import GroupStats, Trim
 from tests.e2e.daemon import metric_value
 
 pytestmark = pytest.mark.timeout(10)

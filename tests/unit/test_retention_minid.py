@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from printery.errors import RedisError
-from printery.redis.adapter import StreamAdapter, Trim
+from printery.redis.adapter import StreamAdapter
+from printery.redis.replies import Trim
 
 pytestmark = pytest.mark.timeout(20)
 
