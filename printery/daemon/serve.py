@@ -8,6 +8,9 @@
       ─► start_all (beside the workers: heartbeat, trimmer) ─► … ─► SIGTERM/SIGINT,
       or (--burst) the backlog handled ─► stop_all (drain) ─► release heartbeat,
       close Redis ─► stop HTTP last ─► exit 0   (a second signal: exit 128+signal now)
+
+Past 400 lines on purpose: the daemon's wiring is one path from flags to
+exit code, meant to be read top to bottom.
 """
 
 from __future__ import annotations
