@@ -15,6 +15,9 @@ Defaults (and why):
   minute; live handlers refresh their messages every third of that.
 - ``CONSUMER_IDLE_TIMEOUT`` 3600 s: consumers with nothing pending and no live
   heartbeat are removed from their groups after an hour.
+- ``REDIS_MODE`` standalone, ``PARTITIONS`` 12 (DESIGN §9): on a Redis Cluster
+  each stage's stream is split in 12, four per primary of a three-primary
+  cluster; 12 divides evenly over 1, 2, 3, 4 and 6 primaries.
 """
 
 from __future__ import annotations
@@ -76,6 +79,8 @@ class Settings(BaseSettings):
     )
 
     redis_url: str = Field("redis://localhost:6379/0", repr=False)
+    redis_mode: Literal["standalone", "cluster"] = "standalone"
+    partitions: int = Field(12, ge=1, le=256)
     worker_mode: str = "all"
     supervised_mode: bool = False
     max_restart_attempts: int = Field(3, ge=0, le=1000)
@@ -120,6 +125,11 @@ class Settings(BaseSettings):
     notify_marker_ttl: int = Field(7 * 86400, ge=60, le=365 * 86400)
     timeline_ttl: int = Field(7 * 86400, ge=60, le=365 * 86400)
     per_worker: dict[str, dict[str, str]] = Field(default_factory=dict, exclude=True)
+
+    @field_validator("redis_mode", mode="before")
+    @classmethod
+    def _normalise_mode(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -193,6 +203,25 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _check_cluster(self) -> Settings:
+        if self.redis_mode != "cluster":
+            return self
+        parts = urlsplit(self.redis_url)
+        if parts.scheme == "unix":
+            raise ConfigError(
+                "REDIS_URL",
+                "must be redis:// or rediss:// with REDIS_MODE=cluster: "
+                "a cluster's nodes are reached over TCP",
+            )
+        db = dict(parse_qsl(parts.query)).get("db") or parts.path.strip("/") or "0"
+        if db != "0":
+            raise ConfigError(
+                "REDIS_URL",
+                f"names database {db}, but with REDIS_MODE=cluster only database 0 exists",
+            )
+        return self
+
+    @model_validator(mode="after")
     def _check_pipeline(self) -> Settings:
         if self.notify_webhook_backoff_max_ms < self.notify_webhook_backoff_ms:
             raise ConfigError(
@@ -203,6 +232,11 @@ class Settings(BaseSettings):
         return self
 
     # Derived views ---------------------------------------------------------
+
+    @property
+    def cluster(self) -> bool:
+        """Whether Redis is a Redis Cluster (``REDIS_MODE=cluster``)."""
+        return self.redis_mode == "cluster"
 
     @property
     def redis_url_redacted(self) -> str:
