@@ -34,7 +34,8 @@ from printery.pipeline.publish import (
 from printery.pipeline.rules import validate_deployment
 from printery.pipeline.timeline import format_timeline, read_timeline
 from printery.pipeline.validator import rules_from
-from printery.redis.adapter import StreamAdapter, connect
+from printery.redis.adapter import StreamAdapter
+from printery.redis.cluster import open_adapter, partitions_of, start_adapter
 from printery.redis.keys import Keys
 from printery.settings import SECRET_FIELDS, Settings, load_settings
 
@@ -164,15 +165,10 @@ def _with_redis(settings: Settings, command: Callable[[StreamAdapter], Awaitable
     """Connect, ping, run ``command``; an unreachable Redis is one line and exit 2."""
 
     async def go() -> int:
-        adapter = StreamAdapter(
-            connect(
-                settings.redis_url,
-                socket_timeout=settings.redis_socket_timeout,
-                connect_timeout=settings.redis_connect_timeout,
-                client_name="printery:cli",
-            )
-        )
+        adapter = open_adapter(settings, client_name="printery:cli")
         try:
+            # REDIS_MODE and PARTITIONS against what the installation recorded: exit 2 if not.
+            await start_adapter(adapter, settings)
             await adapter.ping()
             return await command(adapter)
         finally:
@@ -180,6 +176,9 @@ def _with_redis(settings: Settings, command: Callable[[StreamAdapter], Awaitable
 
     try:
         return anyio.run(go)
+    except ConfigError as exc:
+        print(f"printery: {exc}", file=sys.stderr)
+        return 2
     except (RedisUnavailable, RedisPermanent) as exc:
         print(
             f"printery: cannot reach Redis at {settings.redis_url_redacted}: {exc}",
@@ -212,7 +211,8 @@ def _publish(settings: Settings, args: argparse.Namespace) -> int:
     event = started_event(data)
 
     async def publish(adapter: StreamAdapter) -> int:
-        await publish_started(adapter, Keys(settings.stream_prefix), event)
+        # In cluster mode, into the partition the deployment's id hashes to.
+        await publish_started(adapter, partitions_of(settings).of(event.subject), event)
         print(event.subject)
         return 0
 

@@ -38,7 +38,7 @@ from printery.errors import (
     find,
 )
 from printery.lifecycle import Emit, Hub
-from printery.redis.adapter import StreamAdapter, connect
+from printery.redis.cluster import open_adapter, start_adapter
 from printery.redis.keys import Keys
 from printery.redis.replies import GroupStats
 from printery.settings import BUILTIN_WORKERS, Settings, load_settings
@@ -186,17 +186,13 @@ async def _serve(settings: Settings) -> int:
     log = get_logger(consumer=settings.consumer_name)
     keys = Keys(settings.stream_prefix)
     hub = Hub([log_sink(settings.consumer_name)])
-    client = connect(
-        settings.redis_url,
-        socket_timeout=settings.redis_socket_timeout,
-        connect_timeout=settings.redis_connect_timeout,
-        client_name=f"printery:{settings.consumer_name}",
-    )
-    adapter = StreamAdapter(client)
+    adapter = open_adapter(settings, client_name=f"printery:{settings.consumer_name}")
     deps = WorkerDeps(settings, adapter, keys, settings.consumer_name)
     manager = build_manager(settings, deps, hub)  # configuration errors first, before any I/O
     workers = manager.workers()
     try:
+        # REDIS_MODE against the server, the slot map, PARTITIONS: a disagreement is exit 2.
+        await start_adapter(adapter, settings)
         await adapter.ping()
     except RedisUnavailable as exc:
         log.warning(

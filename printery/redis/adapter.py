@@ -63,6 +63,11 @@ DEAD_LETTER_FIELDS: Final = (
 # command not allowed…" arrives as OutOfMemoryError("command not allowed…")):
 # those are classified by class, and the code is put back for the logs.
 _STRIPPED_CODES: Final[dict[type[Exception], str]] = {
+    rex.MasterDownError: "MASTERDOWN",  # before its base class, ClusterDownError
+    rex.ClusterDownError: "CLUSTERDOWN",
+    rex.MovedError: "MOVED",  # before its base class, AskError
+    rex.AskError: "ASK",
+    rex.ClusterCrossSlotError: "CROSSSLOT",
     rex.OutOfMemoryError: "OOM",
     rex.ReadOnlyError: "READONLY",
     rex.TryAgainError: "TRYAGAIN",
@@ -73,7 +78,17 @@ _STRIPPED_UNAVAILABLE: Final = (
     rex.OutOfMemoryError,
     rex.ReadOnlyError,
     rex.TryAgainError,
-    rex.MasterDownError,
+    # A Redis Cluster in a failover or a resharding: redis-py follows MOVED and
+    # ASK itself and re-reads the slot map; what still reaches us passes.
+    rex.ClusterDownError,  # and MasterDownError
+    rex.AskError,  # and MovedError
+    rex.ClusterError,  # "TTL exhausted": redirected too often in one call
+)
+# The cluster client's own errors about reaching the cluster (not Redis replies).
+_CLUSTER_UNREACHABLE: Final = (
+    "Redis Cluster cannot be connected",
+    "All slots are not covered",
+    "startup_nodes could not agree",
 )
 
 
@@ -90,15 +105,26 @@ def translated() -> Iterator[None]:
         yield
     except _STRIPPED_UNAVAILABLE as exc:
         raise RedisUnavailable(_with_code(exc)) from exc
-    except rex.NoPermissionError as exc:
+    except (rex.NoPermissionError, rex.ClusterCrossSlotError) as exc:
         raise RedisPermanent(_with_code(exc)) from exc
+    except rex.SlotNotCoveredError as exc:
+        raise RedisUnavailable(str(exc)) from exc
+    except rex.RedisClusterException as exc:
+        message = str(exc)
+        if message.startswith(_CLUSTER_UNREACHABLE):
+            raise RedisUnavailable(message) from exc
+        if "Cluster mode is not enabled" in message:
+            raise RedisPermanent(f"{message} (REDIS_MODE=cluster)") from exc
+        raise RedisError(message) from exc
     except rex.ResponseError as exc:
         message = str(exc)
         # NOGROUP: the group is gone. UNBLOCKED: the stream was deleted under a
         # blocked XREADGROUP (Redis 7). Either way: recreate the group.
         if message.startswith(("NOGROUP", "UNBLOCKED")) or "no such key" in message:
             raise GroupMissing(message) from exc
-        if message.startswith(("OOM", "LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN")):
+        if message.startswith(
+            ("OOM", "LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "MOVED", "ASK ")
+        ):
             raise RedisUnavailable(message) from exc
         if message.startswith(("NOAUTH", "WRONGPASS", "NOPERM")):
             raise RedisPermanent(message) from exc
@@ -136,10 +162,15 @@ def _str(value: bytes | str) -> str:
 
 
 class StreamAdapter:
-    """Stream operations for consumers; methods raise only printery's Redis errors."""
+    """Stream operations for consumers; methods raise only printery's Redis errors.
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    ``cluster``: ``client`` is a ``RedisCluster`` (printery.redis.cluster):
+    the reads that span keys of many slots (heartbeats) go node by node.
+    """
+
+    def __init__(self, client: aioredis.Redis, *, cluster: bool = False) -> None:
         self.client = client
+        self.cluster = cluster
         self._commit = client.register_script(scripts.COMMIT)
         self._reclaim = client.register_script(scripts.RECLAIM)
         self._set_idle = client.register_script(scripts.SET_IDLE)
@@ -349,7 +380,10 @@ class StreamAdapter:
             keys = [k async for k in self.client.scan_iter(match=pattern, count=500)]
             if not keys:
                 return []
-            values: list[Any] = await self.client.mget(keys)
+            if self.cluster:  # the keys live in many slots: one MGET per slot
+                values: list[Any] = await self.client.mget_nonatomic(keys)  # type: ignore[attr-defined]  # RedisCluster's own
+            else:
+                values = await self.client.mget(keys)
         return [v for v in values if v is not None]
 
     # -- plain reads and markers, for the pipeline workers and the CLI -------------
@@ -379,8 +413,8 @@ class StreamAdapter:
             value: Any = await self.client.get(key)
         return None if value is None else _text(value)
 
-    async def set_once(self, key: str, value: str, ttl_s: int) -> bool:
-        """SET NX with a TTL: True if this call set it, False if the key already existed."""
+    async def set_once(self, key: str, value: str, ttl_s: int | None) -> bool:
+        """SET NX with a TTL (None: none): True if this call set it, False if the key existed."""
         with translated():
             return bool(await self.client.set(key, value, nx=True, ex=ttl_s))
 
