@@ -179,6 +179,7 @@ class StreamAdapter:
         self._release = client.register_script(scripts.RELEASE)
         self._reap = client.register_script(scripts.REAP_CONSUMERS)
         self._replay_dead = client.register_script(scripts.REPLAY_DEAD)
+        self._set_latest = client.register_script(scripts.SET_LATEST)
 
     async def ping(self) -> None:
         with translated():
@@ -417,6 +418,19 @@ class StreamAdapter:
         """SET NX with a TTL (None: none): True if this call set it, False if the key existed."""
         with translated():
             return bool(await self.client.set(key, value, nx=True, ex=ttl_s))
+
+    async def set_latest(
+        self, key: str, field: str, value: str, *, order_key: str, order: str
+    ) -> bool:
+        """HSET ``field`` unless ``order_key`` holds a later order for it; True if it was set.
+
+        The registry's own step on a cluster (``Write.hset_latest`` inside the
+        commit on a standalone server): idempotent, ``key`` and ``order_key``
+        in one slot.
+        """
+        with translated():
+            done = await self._set_latest(keys=[key, order_key], args=[field, value, order])
+        return int(done) == 1
 
     # -- the operator's view: stream and group details, dead letters -----------------
 

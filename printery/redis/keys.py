@@ -9,12 +9,13 @@ one slot::
     printery:deployment:started:dead         printery:{p7.3}:deployment:started:dead
     printery:deployment:dep-42 (+ :log)      printery:{p7.3}:deployment:dep-42 (+ :log)
     printery:notified:<event>:<url>          printery:{p7.3}:notified:<event>:<url>
-    printery:registry:<environment>          printery:registry:<environment>   (untagged)
+    printery:registry:<environment>          printery:registry:{<environment>} (its own tag)
     printery:heartbeat:<consumer>            printery:heartbeat:<consumer>     (untagged)
 
 A partitioned :class:`Keys` is the same class with a ``tag``: the streams,
-timelines and markers move under ``<prefix>:{<tag>}``; what is read across
-deployments (the registry) or per process (heartbeats) stays where it is.
+timelines and markers move under ``<prefix>:{<tag>}``; the registry, read
+across every deployment of an environment, gets that environment as its own
+tag (its order hash shares it); heartbeats, one per process, stay untagged.
 
 The tags are chosen, not numbered: naive ``{p0}…{p11}`` land 3/3/6 on three
 equal primaries, because CRC16 does not spread twelve short strings evenly.
@@ -134,7 +135,15 @@ class Keys:
         return f"{stream}{DEAD_SUFFIX}"
 
     def registry(self, environment: str) -> str:
-        return f"{self.prefix}:registry:{environment}"
+        """The environment's registry; on a cluster its own hash tag, shared with its order.
+
+        Read across every deployment of the environment, it cannot carry a
+        partition's tag: on a cluster it is written in a step of its own
+        (``StreamAdapter.set_latest``), with its order hash in its slot.
+        """
+        if self.tag is None:
+            return f"{self.prefix}:registry:{environment}"
+        return f"{self.prefix}:registry:{{{environment}}}"
 
     def registry_requested(self, environment: str) -> str:
         """When the version in the registry was requested, per service: the latest wins."""

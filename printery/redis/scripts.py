@@ -19,6 +19,10 @@
   has nothing pending (``XGROUP DELCONSUMER`` drops pending entries with it)
   and, for others, only when no daemon heartbeat claims the name: on Redis 7.0
   ``idle`` alone does not prove a consumer dead.
+- ``SET_LATEST``: the registry's own step on a Redis Cluster, where it cannot
+  share the commit's slot: HSET a field unless a later order is recorded for
+  it; idempotent, so it runs before the ack-gated commit and a redelivery
+  repeats it harmlessly.
 - ``REPLAY_DEAD``: per dead letter, XADD its original fields (plus
   ``replayed_from``) to the original stream and XDEL it from ``<stream>:dead``
   in one step, so a dead letter is never both replayed and kept, nor lost.
@@ -38,6 +42,7 @@ __all__ = [
     "RELEASE",
     "REPLAY_DEAD",
     "SET_IDLE",
+    "SET_LATEST",
 ]
 
 
@@ -61,3 +66,5 @@ FORGET_CONSUMER: Final = _load("forget_consumer")
 REAP_CONSUMERS: Final = _load("reap_consumers")
 
 REPLAY_DEAD: Final = _load("replay_dead")
+
+SET_LATEST: Final = _load("set_latest")

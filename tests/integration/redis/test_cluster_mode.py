@@ -123,3 +123,20 @@ async def test_partition_count_is_recorded_and_a_different_one_refused(
     await adapter.close()
     assert "PARTITIONS" == caught.value.setting
     assert "PARTITIONS=12" in caught.value.reason
+
+
+async def test_registry_step_is_idempotent_and_the_latest_request_wins(
+    cluster_adapter: StreamAdapter, prefix: str
+) -> None:
+    """set_latest repeated is harmless; an earlier request never overwrites a later one."""
+    keys = Keys(prefix).partition(partition_tags(12)[0])
+    registry, order = keys.registry("production"), keys.registry_requested("production")
+    later = "2026-12-03T10:00:00Z"
+    assert await cluster_adapter.set_latest(registry, "api", "2.0.0", order_key=order, order=later)
+    assert await cluster_adapter.set_latest(registry, "api", "2.0.0", order_key=order, order=later)
+    earlier = "2026-12-03T09:00:00Z"
+    dropped = await cluster_adapter.set_latest(
+        registry, "api", "1.0.0", order_key=order, order=earlier
+    )
+    assert (False, {"api": "2.0.0"}) == (dropped, await cluster_adapter.hash_all(registry))
+    assert {"api": later} == await cluster_adapter.hash_all(order)

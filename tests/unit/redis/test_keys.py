@@ -53,7 +53,7 @@ def test_standalone_names_are_unchanged() -> None:
 
 
 def test_a_partition_tags_everything_one_deployment_touches() -> None:
-    """Streams, dead letters, timeline and markers carry the tag; registry and heartbeats do not."""
+    """Streams, dead letters, timeline and markers carry the tag; the registry has its own."""
     keys = Keys("printery").partition("p3.23")
     tagged = [
         keys.started,
@@ -70,7 +70,8 @@ def test_a_partition_tags_everything_one_deployment_touches() -> None:
     assert {slot_of_tag("p3.23")} == {
         slot_of_tag(k[k.index("{") + 1 : k.index("}")]) for k in tagged
     }
-    assert "printery:registry:production" == keys.registry("production")
+    assert "printery:registry:{production}" == keys.registry("production")
+    assert "printery:registry:{production}:requested_at" == keys.registry_requested("production")
     assert "printery:heartbeat:c1" == keys.heartbeat("c1")
 
 
