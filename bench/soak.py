@@ -23,8 +23,20 @@ a terminal outcome at the webhook, per outcome; dead-lettered, per stream, with
 the reasons grouped; still pending; duplicates at the webhook; unaccounted,
 which must be 0; and the faults injected. It is not run in CI.
 
+While it publishes it samples Redis's ``used_memory`` (INFO memory) every
+``--memory-every`` seconds and reports the samples taken after ``--warm-up``:
+first, last, min, max and the drift (last against first). The daemons run with
+``STREAM_RETENTION`` = ``--stream-retention`` (``none``: nothing is trimmed) and
+``STREAM_TRIM_INTERVAL`` = ``--trim-interval``; each deployment's own keys
+(timeline, webhook markers) expire after ``--key-ttl`` in either case, so two
+runs that differ only in ``--stream-retention`` compare the streams alone.
+The warm-up defaults to the longer of the retention and the key TTL, plus two
+trim intervals: by then the first entries and keys are gone, in either run.
+
     python bench/soak.py [--minutes 10] [--rate 20] [--seed N] [--replicas 2]
                          [--settle 180] [--fault-gap 3,12] [--faults a,b,...]
+                         [--stream-retention S|none] [--trim-interval 10]
+                         [--key-ttl 300] [--warm-up S] [--memory-every 5]
                          [--supervised] [--keep]
 
 The same ``--seed`` replays the same deployments and the same sequence of
@@ -33,8 +45,8 @@ faults (their timing still varies with the machine); the seed is printed.
 Exit ``0`` every deployment accounted, ``1`` something unaccounted, ``2`` the
 soak itself could not run. An XADD whose reply was lost (Redis down or stalled)
 may or may not have happened: such a deployment counts as published only if it
-is found in the started stream. ``--keep`` keeps the work directory (daemon
-logs, the AOF) and prints where it is.
+is found in the started stream (or, trimmed from it, reached the webhook).
+``--keep`` keeps the work directory (daemon logs, the AOF) and prints where it is.
 """
 
 from __future__ import annotations
@@ -469,6 +481,65 @@ async def supervise(run: Run, replace: Callable[[Daemon], Awaitable[None]]) -> N
         await anyio.sleep(_POLL_S)
 
 
+# -- Redis memory -------------------------------------------------------------------------
+
+
+@dataclass
+class Memory:
+    """``used_memory`` samples: (seconds since the soak began, bytes)."""
+
+    samples: list[tuple[float, int]] = field(default_factory=list)
+    failed: int = 0
+
+
+async def sample_memory(run: Run, url: str, memory: Memory, every: float, until: float) -> None:
+    """INFO memory every ``every`` seconds until ``until``; an unanswered one is skipped."""
+    client = _client(url)
+    try:
+        while time.monotonic() < until:
+            try:
+                info = await client.info("memory")
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+                memory.failed += 1
+            else:
+                memory.samples.append((time.monotonic() - run.began, int(info["used_memory"])))
+            await anyio.sleep(every)
+    finally:
+        await client.aclose()
+
+
+def memory_report(memory: Memory, warm_up_at: float) -> list[str]:
+    """The figure: used_memory after the warm-up, first/last/min/max and the drift."""
+    after = [(t, b) for t, b in memory.samples if t >= warm_up_at]
+    mib = 1024 * 1024
+    lines = [
+        f"redis used_memory: {len(memory.samples)} samples, {memory.failed} unanswered "
+        f"(Redis down or stalled); after the warm-up (from {warm_up_at:.0f} s): {len(after)}"
+    ]
+    if len(after) < 2:
+        return [*lines, "  too few samples after the warm-up for a figure"]
+    values = [b for _, b in after]
+    first, last = values[0], values[-1]
+    lines += [
+        f"  first {first / mib:.1f} MiB at {after[0][0]:.0f} s, last {last / mib:.1f} MiB at "
+        f"{after[-1][0]:.0f} s, min {min(values) / mib:.1f} MiB, max {max(values) / mib:.1f} MiB",
+        f"  drift (last against first): {100 * (last - first) / first:+.1f} %; "
+        f"range (max - min against first): {100 * (max(values) - min(values)) / first:.1f} %",
+    ]
+    if memory.samples:
+        lines.append(
+            "  before the warm-up: first "
+            f"{memory.samples[0][1] / mib:.1f} MiB at {memory.samples[0][0]:.0f} s"
+        )
+    return lines
+
+
+def stream_lengths(url: str) -> dict[str, int]:
+    streams = [*GROUPS, KEYS.delivered, *(Keys.dead(s) for s in GROUPS)]
+    with redis.Redis.from_url(url, socket_timeout=10) as client:
+        return {s: int(client.xlen(s)) for s in streams}
+
+
 # -- the accounting -----------------------------------------------------------------------
 
 
@@ -555,8 +626,8 @@ def settled(run: Run, acc: Account) -> bool:
     return acc.pending == 0 and acc.lag == 0 and not waiting
 
 
-def report(run: Run, acc: Account, url: str, log_dir: Path) -> int:
-    found_uncertain = {s for s in run.uncertain if s in acc.in_stream}
+def report(run: Run, acc: Account, url: str, log_dir: Path, memory: list[str]) -> int:
+    found_uncertain = {s for s in run.uncertain if s in acc.in_stream or s in acc.delivered}
     published = {**run.published, **{s: run.uncertain[s] for s in found_uncertain}}
     dead_subjects = {s: stream for stream, d in acc.dead.items() for s in d}
     flying = {s: stream for stream, f in acc.in_flight.items() for s in f}
@@ -641,6 +712,8 @@ def report(run: Run, acc: Account, url: str, log_dir: Path) -> int:
         f"daemons that exited on their own: {len(run.unexpected_exits)} {run.unexpected_exits[:10]}"
     )
     print(f"daemon log events: {dict(log_events(log_dir))}")
+    for line in memory:
+        print(line)
     print("=" * 78)
     return 1 if unaccounted else 0
 
@@ -735,7 +808,8 @@ async def soak(args: argparse.Namespace) -> int:
     print(
         f"soak: {args.replicas} daemons (all four workers each), {args.rate:g} deployments/s "
         f"for {args.minutes:g} min, seed {args.seed}, a fault every {gaps[0]:g}-{gaps[1]:g} s; "
-        f"work directory {work}",
+        f"STREAM_RETENTION={args.stream_retention}, STREAM_TRIM_INTERVAL={args.trim_interval:g}, "
+        f"key TTL {args.key_ttl} s, memory warm-up {args.warm_up:g} s; work directory {work}",
         flush=True,
     )
     env = {
@@ -745,7 +819,12 @@ async def soak(args: argparse.Namespace) -> int:
         "REDIS_URL": server.url,
         "NOTIFY_WEBHOOK_URLS": loop.hook_url,
         "SUPERVISED_MODE": "true" if args.supervised else "false",
+        "STREAM_RETENTION": args.stream_retention,
+        "STREAM_TRIM_INTERVAL": f"{args.trim_interval:g}",
+        "TIMELINE_TTL": str(args.key_ttl),
+        "NOTIFY_MARKER_TTL": str(args.key_ttl),
     }
+    memory = Memory()
 
     def new_daemon(slot: int) -> Daemon:
         run.generation += 1
@@ -767,6 +846,7 @@ async def soak(args: argparse.Namespace) -> int:
             new_daemon(slot)
         await wait_for_groups(server.url, run.began)
         until = time.monotonic() + args.minutes * 60
+        warm_up_at = time.monotonic() - run.began + args.warm_up
         async with anyio.create_task_group() as tg:
             tg.start_soon(supervise, run, replace)
             async with anyio.create_task_group() as busy:
@@ -775,6 +855,7 @@ async def soak(args: argparse.Namespace) -> int:
                         publisher, run, server.url, loop, rate=args.rate, until=until, rng=rng
                     )
                 )
+                busy.start_soon(sample_memory, run, server.url, memory, args.memory_every, until)
                 busy.start_soon(
                     functools.partial(
                         injector,
@@ -821,7 +902,12 @@ async def soak(args: argparse.Namespace) -> int:
                 (run.young_term_exits if daemon.young else run.term_exits)[code] += 1
         say(run.began, f"every daemon stopped; exit codes at the end: {dict(final_exits)}")
         acc = await anyio.to_thread.run_sync(account, server.url, loop)
-        code = report(run, acc, server.url, log_dir)
+        lengths = await anyio.to_thread.run_sync(stream_lengths, server.url)
+        figure = [
+            *memory_report(memory, warm_up_at),
+            f"stream lengths at the end: {lengths}",
+        ]
+        code = report(run, acc, server.url, log_dir, figure)
         if any(c != 0 for c in final_exits):
             print("note: a daemon did not exit 0 on the final SIGTERM")
         return code
@@ -855,6 +941,30 @@ def main() -> None:
     parser.add_argument(
         "--faults", default=",".join(FAULTS), help="the faults to choose from (all of them)"
     )
+    parser.add_argument(
+        "--stream-retention",
+        default="none",
+        help="STREAM_RETENTION of the daemons, seconds or none (none)",
+    )
+    parser.add_argument(
+        "--trim-interval", type=float, default=10, help="STREAM_TRIM_INTERVAL, seconds (10)"
+    )
+    parser.add_argument(
+        "--key-ttl",
+        type=int,
+        default=300,
+        help="TIMELINE_TTL and NOTIFY_MARKER_TTL, seconds (300)",
+    )
+    parser.add_argument(
+        "--warm-up",
+        type=float,
+        default=None,
+        help="seconds of publishing before the memory figure starts "
+        "(the longer of retention and key TTL, + 2 trim intervals)",
+    )
+    parser.add_argument(
+        "--memory-every", type=float, default=5, help="seconds between memory samples (5)"
+    )
     parser.add_argument("--supervised", action="store_true", help="run the daemons --supervised")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args()
@@ -869,6 +979,14 @@ def main() -> None:
         parser.error(f"--faults: unknown {sorted(unknown)}; choose from {', '.join(FAULTS)}")
     if args.seed is None:
         args.seed = random.SystemRandom().randrange(1_000_000)
+    retention = args.stream_retention.strip().lower()
+    try:
+        seconds = None if retention == "none" else float(retention)
+    except ValueError:
+        parser.error("--stream-retention: seconds, or none")
+    args.stream_retention = retention
+    if args.warm_up is None:
+        args.warm_up = max(seconds or 0.0, args.key_ttl) + 2 * args.trim_interval
     try:
         code = anyio.run(soak, args)
     except (SystemExit, RuntimeError) as exc:

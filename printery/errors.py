@@ -6,7 +6,8 @@
      ├── ConfigError ............ a setting is invalid; the CLI prints one line and exits 2
      ├── RedisError ............. anything the Redis adapter translated
      │    ├── RedisUnavailable .. connection refused, reset, timed out, OOM: degraded, not a crash
-     │    │    └── GroupMissing . the stream or its group vanished (deleted, flushed): recreate
+     │    │    ├── GroupMissing . the stream or its group vanished (deleted, flushed): recreate
+     │    │    └── RedisOutOfMemory  maxmemory reached: writes refused, XTRIM and XDEL still run
      │    └── RedisPermanent .... bad credentials, wrong server, refused command: no retry loop
      ├── ConsumerNameTaken ...... another live daemon holds this CONSUMER_NAME
      ├── Invalid ................ a deployment request the validator refuses (pipeline.deployment)
@@ -33,6 +34,7 @@ __all__ = [
     "Permanent",
     "PrinteryError",
     "RedisError",
+    "RedisOutOfMemory",
     "RedisPermanent",
     "RedisUnavailable",
     "RetryLater",
@@ -66,6 +68,10 @@ class RedisUnavailable(RedisError):
 
 class GroupMissing(RedisUnavailable):
     """The stream or consumer group is gone (deleted, flushed): recreate it with backoff."""
+
+
+class RedisOutOfMemory(RedisUnavailable):
+    """A write refused at ``maxmemory`` (``noeviction``); commands that free memory still run."""
 
 
 class RedisPermanent(RedisError):

@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 __all__ = [
+    "ChildSpawned",
+    "ChildStopped",
     "ConsumersReaped",
     "Emit",
     "HandlerHung",
@@ -24,6 +26,8 @@ __all__ = [
     "MessagesHandedBack",
     "Outcome",
     "RedisConnectivity",
+    "StreamTrimmed",
+    "TrimFailed",
     "WorkerCrashed",
     "WorkerFailed",
     "WorkerRestartScheduled",
@@ -141,6 +145,43 @@ class RedisConnectivity:
     delay_s: float = 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class ChildSpawned:
+    """A worker in its own processes (printery.processes) started a child."""
+
+    worker: str
+    pid: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChildStopped:
+    """A child is gone; ``killed`` by the daemon for ``reason`` (timeout, rss, tasks,
+    protocol, heartbeat, start, shutdown), or it exited on its own (``exited``)."""
+
+    worker: str
+    pid: int
+    reason: str
+    killed: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamTrimmed:
+    """A retention pass over one stream: entries removed (0: none due, or another daemon's turn)."""
+
+    stream: str
+    trimmed: int
+    length: int
+
+
+@dataclass(frozen=True, slots=True)
+class TrimFailed:
+    """A retention pass could not trim a stream; the next pass tries again."""
+
+    stream: str
+    error: str
+
+
 LifecycleEvent = (
     WorkerStateChanged
     | WorkerCrashed
@@ -153,6 +194,10 @@ LifecycleEvent = (
     | MessagesHandedBack
     | ConsumersReaped
     | RedisConnectivity
+    | ChildSpawned
+    | ChildStopped
+    | StreamTrimmed
+    | TrimFailed
 )
 
 Emit = Callable[[LifecycleEvent], None]

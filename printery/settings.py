@@ -18,6 +18,10 @@ Defaults (and why):
 - ``REDIS_MODE`` standalone, ``PARTITIONS`` 12 (DESIGN §9): on a Redis Cluster
   each stage's stream is split in 12, four per primary of a three-primary
   cluster; 12 divides evenly over 1, 2, 3, 4 and 6 primaries.
+- ``STREAM_RETENTION`` 86400 s, ``DEAD_LETTER_RETENTION`` 30 days,
+  ``STREAM_TRIM_INTERVAL`` 60 s (DESIGN §6): a day of acknowledged history is
+  enough to replay or debug, a month of dead letters enough to notice them; a
+  pass a minute removes a minute's entries, a few milliseconds of Redis time.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import math
 import os
 import re
 import socket
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -42,6 +46,7 @@ WORKER_ALIASES = {"dependency": "dependency-checker", "health": "health-monitor"
 SECRET_FIELDS = frozenset({"notify_webhook_secret"})
 
 _PER_WORKER = re.compile(r"^(?P<worker>[A-Z0-9_]+?)_(?P<what>HANG_TIMEOUT|CONCURRENCY)$")
+_TEN_YEARS_S = 3650 * 86400
 _LOG_LEVELS = {
     "debug": "debug",
     "info": "info",
@@ -124,6 +129,12 @@ class Settings(BaseSettings):
     notify_webhook_backoff_max_ms: int = Field(5000, ge=0, le=3_600_000)
     notify_marker_ttl: int = Field(7 * 86400, ge=60, le=365 * 86400)
     timeline_ttl: int = Field(7 * 86400, ge=60, le=365 * 86400)
+    # Workers in their own processes (DESIGN §7): read by printery.processes.workers_file.
+    workers_file: str | None = None
+    # Retention (DESIGN §6): seconds, or None for ``none`` (keep every entry).
+    stream_retention: float | None = Field(86400.0, gt=0, le=_TEN_YEARS_S)
+    stream_trim_interval: float = Field(60.0, gt=0, le=86400)
+    dead_letter_retention: float | None = Field(30 * 86400.0, gt=0, le=_TEN_YEARS_S)
     per_worker: dict[str, dict[str, str]] = Field(default_factory=dict, exclude=True)
 
     @field_validator("redis_mode", mode="before")
@@ -136,6 +147,20 @@ class Settings(BaseSettings):
     def _normalise_level(cls, value: Any) -> Any:
         if isinstance(value, str):
             return _LOG_LEVELS.get(value.strip().lower(), value)
+        return value
+
+    @field_validator("stream_retention", "dead_letter_retention", mode="before")
+    @classmethod
+    def _retention(cls, value: Any) -> Any:
+        if value is None or (isinstance(value, str) and value.strip().lower() == "none"):
+            return None
+        # Left for pydantic to parse and bound, so its message quotes the raw value.
+        try:
+            finite = math.isfinite(float(value))
+        except (TypeError, ValueError):
+            finite = False
+        if not finite:
+            raise ValueError("must be a number of seconds above 0, or none")
         return value
 
     @field_validator("redis_url")
@@ -245,10 +270,14 @@ class Settings(BaseSettings):
     @property
     def workers(self) -> list[str]:
         """Selected worker names, short names resolved; ``all`` expanded."""
+        return self.selected_workers()
+
+    def selected_workers(self, declared: Sequence[str] = ()) -> list[str]:
+        """Selected worker names; ``all`` is the built-in four plus ``declared`` (the file's)."""
         names: list[str] = []
         for raw in self.worker_mode.split(","):
             name = WORKER_ALIASES.get(raw, raw)
-            expanded = list(BUILTIN_WORKERS) if name == "all" else [name]
+            expanded = [*BUILTIN_WORKERS, *declared] if name == "all" else [name]
             names.extend(n for n in expanded if n not in names)
         return names
 

@@ -36,8 +36,9 @@ import anyio
 from anyio.abc import TaskStatus
 
 from printery.context import WorkerContext, WorkerDeps
-from printery.engine.consumer import StreamConsumer, handler_progress
+from printery.engine.consumer import StreamConsumer
 from printery.engine.partitioned import PARTITION_KEYS, run_partitions
+from printery.engine.state import handler_progress
 from printery.errors import Drained
 from printery.message import Message
 from printery.redis.keys import Keys, Partitions
@@ -115,6 +116,15 @@ class StreamWorker(abc.ABC):
     @abc.abstractmethod
     def stream(self) -> str:
         """The input stream."""
+
+    @property
+    def output_streams(self) -> tuple[str, ...]:
+        """The streams this worker writes to, which the daemon also trims (DESIGN §6).
+
+        None by default; a worker of one's own names its outputs here so that
+        they are kept only as long as ``STREAM_RETENTION`` says.
+        """
+        return ()
 
     @property
     def max_in_flight(self) -> int:

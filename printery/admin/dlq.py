@@ -37,7 +37,16 @@ from printery.redis.adapter import DEAD_LETTER_FIELDS, StreamAdapter
 from printery.redis.keys import DEAD_SUFFIX, Keys
 from printery.redis.replies import Entry
 
-__all__ = ["DlqRequest", "add_dlq_parser", "ask", "dlq_request", "resolve_stream", "run"]
+__all__ = [
+    "DlqRequest",
+    "add_dlq_parser",
+    "ask",
+    "dlq_request",
+    "purge_all",
+    "replay_batches",
+    "resolve_stream",
+    "run",
+]
 
 _ID = re.compile(r"^\d+-\d+$")
 _PAGE = 100
@@ -292,6 +301,17 @@ async def _to_replay(adapter: StreamAdapter, request: DlqRequest) -> AsyncIterat
             return
         yield [e.id for e in page]
         start = f"({page[-1].id}"
+
+
+def replay_batches(adapter: StreamAdapter, request: DlqRequest) -> AsyncIterator[list[str]]:
+    """The ids a replay request covers, in batches; the dashboard replays with these too."""
+    return _to_replay(adapter, request)
+
+
+async def purge_all(adapter: StreamAdapter, dead: str) -> int:
+    """Delete every dead letter present now (one exact XTRIM MINID); returns how many."""
+    last = await adapter.last_entry_id(dead)
+    return 0 if last is None else await adapter.trim_before(dead, _after(last))
 
 
 async def _purge(

@@ -17,13 +17,16 @@ The JSON document (``--json``; one compact line per refresh with ``--watch``)::
     DAEMON  = {"consumer", "host", "pid", "version", "started_at", "uptime_s",
                "updated_at", "heartbeat_age_s", "interval_s", "stale",
                "workers": {name: {"state", "restarts", "uptime_s", "processed",
-                                  "failed", "in_flight", "reason", "stream", "group"}}}
+                                  "failed", "in_flight", "reason", "stream", "group",
+                                  "children"}}}
     STREAM  = {"stream", "exists", "length", "dead_letters", "groups": [GROUP]}
     GROUP   = {"group", "lag", "pending", "oldest_pending_age_s",
                "consumers": [{"name", "pending", "idle_s"}]}
 
 ``in_flight``, ``stream`` and ``group`` are null for workers that are not
-stream workers (or daemons too old to report them); ``lag`` is null when Redis
+stream workers (or daemons too old to report them); ``children`` is null but
+for workers in their own processes, a list of ``{"pid", "current",
+"handled", "rss_mb", "last_heartbeat_age_s"}``; ``lag`` is null when Redis
 cannot tell.
 """
 
@@ -231,6 +234,8 @@ def _daemon(raw: bytes, wall: float) -> dict[str, Any] | None:
                 **{f: (w or {}).get(f) for f in _WORKER_FIELDS},
                 "stream": (w or {}).get("stream"),
                 "group": (w or {}).get("group"),
+                # Workers in their own processes: pid, current, handled, rss_mb, heartbeat age.
+                "children": (w or {}).get("children"),
             }
             for name, w in workers.items()
         },
@@ -353,6 +358,28 @@ def format_status(doc: dict[str, Any], settings: Settings | None = None) -> str:
                 "REASON",
             ],
             worker_rows,
+        )
+    child_rows = [
+        [
+            str(d["consumer"]),
+            name,
+            _n(c.get("pid")),
+            str(c.get("current") or "-"),
+            _n(c.get("handled")),
+            "-" if c.get("rss_mb") is None else f"{c['rss_mb']:g} MiB",
+            "-"
+            if c.get("last_heartbeat_age_s") is None
+            else f"{format_duration(c['last_heartbeat_age_s'])} ago",
+        ]
+        for d in doc["daemons"]
+        for name, w in d["workers"].items()
+        for c in (w.get("children") or [])
+        if isinstance(c, dict)
+    ]
+    if child_rows:
+        lines += ["", "CHILDREN"]
+        lines += render_table(
+            ["CONSUMER", "WORKER", "PID", "CURRENT", "HANDLED", "RSS", "HEARTBEAT"], child_rows
         )
     lines += ["", "STREAMS"]
     lines += render_table(

@@ -34,6 +34,7 @@ from printery.pipeline.publish import (
 from printery.pipeline.rules import validate_deployment
 from printery.pipeline.timeline import format_timeline, read_timeline
 from printery.pipeline.validator import rules_from
+from printery.processes.task import run_task_command
 from printery.redis.adapter import StreamAdapter
 from printery.redis.cluster import open_adapter, partitions_of, start_adapter
 from printery.redis.keys import Keys
@@ -114,6 +115,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     deployment.add_argument("deployment_id", metavar="ID")
     deployment.add_argument("--json", action="store_true", help="print JSON")
+    task = sub.add_parser(
+        "task",
+        parents=[common],
+        help="print what a worker in its own processes did with one message",
+        description="Print a message's task record (DESIGN §7): status, progress, "
+        "timestamps, result or error, deliveries, then the progress and log lines.",
+        epilog="example: printery task 3f2a9c1d-… --json",
+    )
+    task.add_argument("event_id", metavar="EVENT_ID")
+    task.add_argument("--json", action="store_true", help="print JSON")
+    check = sub.add_parser(
+        "worker-check",
+        help="run a worker's command against the protocol cases, without Redis",
+        description="Run a worker of the workers file (NAME), or any command (-- COMMAND…), "
+        "against the protocol cases of DESIGN §7; one line per case, exit 0 only if all pass.",
+        epilog="examples:\n"
+        "  printery worker-check --workers-file workers.toml thumbnailer\n"
+        "  printery worker-check -- node examples/node-worker/worker.js\n"
+        "  printery worker-check --oneshot -- ./seed_worker.py",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    check.add_argument("--workers-file", dest="workers_file", default=None, help="[WORKERS_FILE]")
+    check.add_argument("--oneshot", action="store_true", help="-- COMMAND runs in oneshot mode")
+    check.add_argument(
+        "--task-timeout", dest="task_timeout_s", type=float, default=None, help="seconds per case"
+    )
+    check.add_argument("--verbose", action="store_true", help="also show the child's stderr")
+    check.add_argument("target", nargs=argparse.REMAINDER, metavar="NAME | -- COMMAND…")
     demo = sub.add_parser(
         "demo",
         help="run the whole pipeline on an embedded Redis and show what happened",
@@ -124,6 +153,20 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     demo.add_argument("--verbose", action="store_true", help="also show the workers' logs")
+    dashboard = sub.add_parser(
+        "dashboard",
+        parents=[common],
+        help="serve a live web page of the installation",
+        description="Serve a web page that shows every daemon, worker, stream, dead letter, "
+        "deployment and task live, read from Redis. Read-only unless DASHBOARD_TOKEN is set; "
+        "a host other than loopback needs the token.",
+        epilog="examples:\n"
+        "  printery dashboard\n"
+        "  DASHBOARD_TOKEN=$(openssl rand -hex 24) printery dashboard --host 0.0.0.0",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    dashboard.add_argument("--host", default=None, help="address to listen on [DASHBOARD_HOST]")
+    dashboard.add_argument("--port", type=int, default=None, help="port [DASHBOARD_PORT]")
     return parser
 
 
@@ -137,12 +180,30 @@ def run(argv: Sequence[str] | None = None) -> int:
         from printery.cli.demo import run_demo  # noqa: PLC0415 - aiohttp servers load only for the demo
 
         return run_demo(verbose=args.verbose)
+    if args.command == "worker-check":
+        from printery.processes.check import worker_check_command  # noqa: PLC0415 - its own room
+
+        return worker_check_command(
+            list(args.target),
+            workers_file=args.workers_file or os.environ.get("WORKERS_FILE"),
+            oneshot=args.oneshot,
+            task_timeout_s=args.task_timeout_s,
+            verbose=args.verbose,
+        )
     try:
         settings = load_settings({"redis_url": args.redis_url, "stream_prefix": args.stream_prefix})
     except ConfigError as exc:
         print(f"printery: {exc}", file=sys.stderr)
         return 2
     if args.command == "config":
+        if settings.workers_file:  # a bad workers file is a bad setting like any other
+            from printery.processes.workers_file import load_workers_file  # noqa: PLC0415
+
+            try:
+                load_workers_file(settings.workers_file)
+            except ConfigError as exc:
+                print(f"printery: {exc}", file=sys.stderr)
+                return 2
         flags = {name for name in ("redis_url", "stream_prefix") if getattr(args, name) is not None}
         return _config(settings, flags, as_json=args.json)
     if args.command == "status":
@@ -158,6 +219,17 @@ def run(argv: Sequence[str] | None = None) -> int:
         return _publish(settings, args)
     if args.command == "deployment":
         return _with_redis(settings, lambda a: _deployment(a, settings, args))
+    if args.command == "task":
+        keys = Keys(settings.stream_prefix)
+        parts = partitions_of(settings).all if settings.cluster else ()
+        return _with_redis(
+            settings,
+            lambda a: run_task_command(a, keys, args.event_id, as_json=args.json, partitions=parts),
+        )
+    if args.command == "dashboard":
+        from printery.dashboard.serve import serve  # noqa: PLC0415 - the web page loads only here
+
+        return serve(settings, args.host, args.port)
     return 2  # pragma: no cover - argparse requires a known command
 
 
@@ -220,7 +292,9 @@ def _publish(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _deployment(adapter: StreamAdapter, settings: Settings, args: argparse.Namespace) -> int:
-    timeline = await read_timeline(adapter, Keys(settings.stream_prefix), args.deployment_id)
+    # On a cluster, the timeline is in the partition the deployment's id hashes to.
+    keys = partitions_of(settings).of(args.deployment_id)
+    timeline = await read_timeline(adapter, keys, args.deployment_id)
     if timeline is None:
         print(
             f"printery: no timeline for deployment {args.deployment_id!r} "
@@ -237,7 +311,7 @@ async def _deployment(adapter: StreamAdapter, settings: Settings, args: argparse
 
 def _config(settings: Settings, flags: set[str], *, as_json: bool) -> int:
     rows: list[tuple[str, str, str]] = []
-    for name in sorted(Settings.model_fields):
+    for name in sorted(Settings.model_fields, key=str.upper):  # sorted as shown
         if name == "per_worker":
             continue
         value = getattr(settings, name)

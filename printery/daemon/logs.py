@@ -13,6 +13,8 @@ from typing import Any
 import structlog
 
 from printery.lifecycle import (
+    ChildSpawned,
+    ChildStopped,
     ConsumersReaped,
     HandlerHung,
     HandlerRaised,
@@ -22,6 +24,8 @@ from printery.lifecycle import (
     MessagesHandedBack,
     Outcome,
     RedisConnectivity,
+    StreamTrimmed,
+    TrimFailed,
     WorkerCrashed,
     WorkerFailed,
     WorkerRestartScheduled,
@@ -154,6 +158,24 @@ def log_sink(consumer: str) -> Any:
                     stream=stream,
                     consumers=list(consumers),
                 )
+            case ChildSpawned(worker, pid):
+                log.info("printery.child_spawned", worker=worker, pid=pid)
+            case ChildStopped(worker, pid, reason, killed, detail):
+                getattr(log, "warning" if killed or reason != "exited" else "info")(
+                    "printery.child_stopped",
+                    worker=worker,
+                    pid=pid,
+                    reason=reason,
+                    killed=killed,
+                    detail=detail,
+                )
+            case StreamTrimmed(stream, trimmed, length):
+                if trimmed:
+                    log.debug(
+                        "printery.stream_trimmed", stream=stream, trimmed=trimmed, length=length
+                    )
+            case TrimFailed(stream, error):
+                log.warning("printery.trim_failed", stream=stream, error=error)
             case RedisConnectivity(worker, up, error, attempt, _):
                 if up:
                     log.info("printery.redis_reconnected", worker=worker, attempts=attempt)

@@ -15,12 +15,15 @@ from prometheus_client.registry import Collector
 
 from printery import __version__
 from printery.lifecycle import (
+    ChildSpawned,
+    ChildStopped,
     HandlerHung,
     HandlerRaised,
     LifecycleEvent,
     MessageHandled,
     Outcome,
     RedisConnectivity,
+    StreamTrimmed,
     WorkerCrashed,
     WorkerRestartScheduled,
     WorkerState,
@@ -58,9 +61,11 @@ class _LiveCollector(Collector):
         self,
         status: Callable[[], Mapping[str, WorkerStatus]],
         streams: Callable[[], Iterable[GroupStats]],
+        lengths: Mapping[str, int],
     ) -> None:
         self._status = status
         self._streams = streams
+        self._lengths = lengths
 
     def collect(self) -> Iterable[Metric]:
         up = GaugeMetricFamily(
@@ -90,11 +95,15 @@ class _LiveCollector(Collector):
         length = GaugeMetricFamily(
             "printery_stream_length", "Entries in the stream", labels=["stream"]
         )
+        # Every retained stream as of the last trim pass; the consumed ones read fresh.
+        lengths = dict(self._lengths)
         for stats in self._streams():
             pending.add_metric([stats.stream, stats.group], stats.pending)
             if stats.lag is not None:
                 lag.add_metric([stats.stream, stats.group], stats.lag)
-            length.add_metric([stats.stream], stats.length)
+            lengths[stats.stream] = stats.length
+        for stream, entries in sorted(lengths.items()):
+            length.add_metric([stream], entries)
         yield from (up, uptime, state, pending, lag, length)
 
 
@@ -133,10 +142,31 @@ class Metrics:
         self.redis_up = Gauge(
             "printery_redis_up", "1 when Redis answered the last attempt", registry=r
         )
+        # Workers in their own processes (printery.processes): their children.
+        self.children = Gauge(
+            "printery_worker_children", "Child processes alive", ["worker"], registry=r
+        )
+        self.spawns = Counter(
+            "printery_worker_child_spawns", "Child processes started", ["worker"], registry=r
+        )
+        self.kills = Counter(
+            "printery_worker_child_kills",
+            "Child processes killed by the daemon, by reason (timeout, rss, tasks, protocol, "
+            "heartbeat, start, shutdown)",
+            ["worker", "reason"],
+            registry=r,
+        )
         self.build = Info("printery_build", "The running printery", registry=r)
         self.build.info({"version": __version__})
+        self.trimmed = Counter(
+            "printery_stream_trimmed",
+            "Entries removed by retention (DESIGN §6)",
+            ["stream"],
+            registry=r,
+        )
         self.redis_up.set(1)
-        r.register(_LiveCollector(status, streams))
+        self._lengths: dict[str, int] = {}
+        r.register(_LiveCollector(status, streams, self._lengths))
         self._per_message: dict[tuple[str, Outcome], tuple[Any, Any]] = {}
 
     def sink(self, event: LifecycleEvent) -> None:
@@ -160,3 +190,13 @@ class Metrics:
                 self.errors.labels(worker).inc()
             case RedisConnectivity(up=up):
                 self.redis_up.set(1 if up else 0)
+            case ChildSpawned(worker=worker):
+                self.spawns.labels(worker).inc()
+                self.children.labels(worker).inc()
+            case ChildStopped(worker=worker, reason=reason, killed=killed):
+                self.children.labels(worker).dec()
+                if killed:
+                    self.kills.labels(worker, reason).inc()
+            case StreamTrimmed(stream=stream, trimmed=trimmed, length=entries):
+                self.trimmed.labels(stream).inc(trimmed)
+                self._lengths[stream] = entries

@@ -5,8 +5,9 @@
     parse flags ─► settings (bad: one line, exit 2) ─► logging ─► Redis ping
       (bad credentials: exit 2; unreachable: start degraded) ─► build workers
       (unknown, cycle: exit 2) ─► HTTP server ─► claim CONSUMER_NAME (taken: exit 2)
-      ─► start_all ─► … ─► SIGTERM/SIGINT ─► stop_all (drain) ─► release heartbeat,
-      close Redis ─► stop HTTP last ─► exit 0   (a second signal: exit 128+signal now)
+      ─► start_all (beside the workers: heartbeat, trimmer) ─► … ─► SIGTERM/SIGINT
+      ─► stop_all (drain) ─► release heartbeat, close Redis ─► stop HTTP last ─► exit 0
+      (a second signal: exit 128+signal now)
 """
 
 from __future__ import annotations
@@ -28,17 +29,14 @@ from printery import __version__
 from printery.daemon.discovery import load_factory
 from printery.daemon.logs import configure_logging, get_logger, log_sink
 from printery.daemon.metrics import Metrics
+from printery.daemon.retention import Trimmer, partitioned_targets, targets
 from printery.daemon.signals import early_signals, listen_early
 from printery.daemon.web import Endpoints
-from printery.errors import (
-    ConfigError,
-    ConsumerNameTaken,
-    RedisPermanent,
-    RedisUnavailable,
-    find,
-)
+from printery.errors import ConfigError, ConsumerNameTaken, RedisPermanent, RedisUnavailable, find
 from printery.lifecycle import Emit, Hub
-from printery.redis.cluster import open_adapter, start_adapter
+from printery.processes.worker import ProcessWorker, process_worker_factory
+from printery.processes.workers_file import load_workers_file
+from printery.redis.cluster import open_adapter, partitions_of, start_adapter
 from printery.redis.keys import Keys
 from printery.redis.replies import GroupStats
 from printery.settings import BUILTIN_WORKERS, Settings, load_settings
@@ -80,6 +78,11 @@ _FLAGS: dict[str, tuple[str, Any, str]] = {
     "--http-host": ("http_host", str, "address of /health, /ready, /metrics [HTTP_HOST]"),
     "--http-port": ("http_port", int, "port of the endpoints; 0 disables [HTTP_PORT]"),
     "--stream-prefix": ("stream_prefix", str, "prefix of every Redis key [STREAM_PREFIX]"),
+    "--workers-file": (
+        "workers_file",
+        str,
+        "TOML file declaring workers that run in their own processes [WORKERS_FILE]",
+    ),
 }
 
 
@@ -155,9 +158,10 @@ def run(argv: Sequence[str] | None = None) -> int:
 def build_manager(settings: Settings, deps: WorkerDeps, emit: Emit) -> WorkerManager:
     """The selected workers, built and registered under a manager configured by ``settings``.
 
-    Raises ConfigError for an unknown worker, a bad per-worker setting or a
-    dependency cycle: configuration errors surface before any I/O.
+    Raises ConfigError for an unknown worker, a bad per-worker setting, a bad
+    workers file or a dependency cycle: configuration errors surface before any I/O.
     """
+    declared = load_workers_file(settings.workers_file) if settings.workers_file else {}
     manager = WorkerManager(
         emit=emit,
         supervised=settings.supervised_mode,
@@ -169,10 +173,20 @@ def build_manager(settings: Settings, deps: WorkerDeps, emit: Emit) -> WorkerMan
         ),
         health_check_interval=settings.health_check_interval,
         shutdown_timeout=settings.shutdown_timeout,
-        known_workers=set(BUILTIN_WORKERS),
+        known_workers={*BUILTIN_WORKERS, *declared},
     )
-    for name in settings.workers:
-        worker = load_factory(name)(deps)
+    for name in settings.selected_workers(list(declared)):
+        if name in declared:
+            factory = process_worker_factory(declared[name])
+        else:
+            try:
+                factory = load_factory(name)
+            except ConfigError as exc:
+                if not declared:
+                    raise
+                listed = ", ".join(declared)
+                raise ConfigError(exc.setting, f"{exc.reason}; WORKERS_FILE has {listed}") from None
+        worker = factory(deps)
         if not isinstance(worker, Worker):
             raise ConfigError("WORKER_MODE", f"{name!r} did not build a worker")
         # A StreamWorker carries its own hang timeout; for others, read the setting.
@@ -228,12 +242,26 @@ async def _serve(settings: Settings) -> int:
         settings.heartbeat_interval,
         manager.status,
         feeds=lambda: {
-            w.name: Feed(w.stream, w.group, w.in_flight)
+            w.name: Feed(
+                w.stream,
+                w.group,
+                w.in_flight,
+                w.children_status() if isinstance(w, ProcessWorker) else None,
+            )
             for w in workers
             if isinstance(w, StreamWorker)
         },
     )
     hub.subscribe(heartbeat.sink)
+    trimmer = Trimmer(
+        adapter,
+        keys,
+        partitioned_targets(settings, partitions_of(settings).all, workers)
+        if settings.cluster
+        else targets(settings, keys, workers),
+        interval=settings.stream_trim_interval,
+        emit=hub,
+    )
     endpoints = Endpoints(
         manager,
         metrics,
@@ -247,7 +275,7 @@ async def _serve(settings: Settings) -> int:
         # Redis away at start: the heartbeat loop writes the record when it returns.
         with contextlib.suppress(RedisUnavailable):
             await heartbeat.claim()
-        code = await _supervise(settings, manager, heartbeat, log, endpoints.port)
+        code = await _supervise(settings, manager, heartbeat, log, endpoints.port, trimmer=trimmer)
         # Within what is left of SHUTDOWN_TIMEOUT (at least a moment): with Redis
         # stalled the release would wait a socket timeout, and the record expires anyway.
         with anyio.CancelScope(deadline=max(manager.stop_deadline, anyio.current_time() + 0.1)):
@@ -271,7 +299,13 @@ async def _start_then_freeze(manager: WorkerManager) -> None:
 
 
 async def _supervise(
-    settings: Settings, manager: WorkerManager, heartbeat: Heartbeat, log: Any, port: int | None
+    settings: Settings,
+    manager: WorkerManager,
+    heartbeat: Heartbeat,
+    log: Any,
+    port: int | None,
+    *,
+    trimmer: Trimmer,
 ) -> int:
     shutdown = anyio.Event()
     name_lost: list[ConsumerNameTaken] = []
@@ -292,6 +326,7 @@ async def _supervise(
             shutdown.set()
         await tg.start(manager.run)
         tg.start_soon(keep_heartbeat)
+        tg.start_soon(trimmer.run)  # retention (DESIGN §6); reports Redis errors, never raises them
         tg.start_soon(_start_then_freeze, manager)
         log.info(
             "printery.daemon_started",

@@ -68,7 +68,7 @@ class Endpoints:
             await self._runner.cleanup()
 
     def _workers_json(self) -> dict[str, object]:
-        return {
+        workers: dict[str, object] = {
             name: {
                 "state": s.state.value,
                 "restarts": s.restarts,
@@ -80,6 +80,11 @@ class Endpoints:
             }
             for name, s in self.manager.status().items()
         }
+        for worker in self.manager.workers():
+            children = getattr(worker, "children_status", None)
+            if callable(children) and isinstance(workers.get(worker.name), dict):
+                workers[worker.name]["children"] = children()  # type: ignore[index]  # built just above
+        return workers
 
     async def health(self, _: web.Request) -> web.Response:
         live = self.manager.is_live()

@@ -27,11 +27,9 @@ deadline cancels whatever is still running; those messages stay pending.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import time
-import traceback
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
@@ -39,31 +37,20 @@ import anyio
 import anyio.lowlevel
 import stamina
 from anyio.abc import TaskGroup, TaskStatus
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from printery.engine.committer import Committing
+from printery.engine.handling import Handling
 from printery.engine.maintenance import Maintaining
-from printery.engine.state import HANDLING, Commit, Handled, handler_progress
-from printery.envelope import MalformedEvent
+from printery.engine.state import Commit, Handled, handler_progress
 from printery.errors import (
-    Drained,
     GroupMissing,
-    Permanent,
     RedisUnavailable,
-    RetryLater,
-    find,
 )
 from printery.lifecycle import (
-    HandlerHung,
-    HandlerRaised,
-    MessageHandled,
-    Outcome,
     RedisConnectivity,
 )
-from printery.message import Message
 from printery.redis.keys import Keys
 from printery.redis.replies import Entry
-from printery.redis.writes import outputs_problem
 
 if TYPE_CHECKING:
     from printery.context import WorkerContext, WorkerDeps
@@ -72,11 +59,10 @@ __all__ = ["StreamConsumer", "handler_progress"]
 
 T = TypeVar("T")
 
-_SLICE_S = 0.001  # longest a handler task takes buffered messages without yielding
 _RECONNECT_S = (0.1, 5.0)  # first and largest delay between reconnect attempts
 
 
-class StreamConsumer(Committing, Maintaining):
+class StreamConsumer(Handling, Committing, Maintaining):
     """One worker's consumer of one group; lives for one run of the worker."""
 
     def __init__(self, worker: Handled, deps: WorkerDeps, ctx: WorkerContext) -> None:
@@ -282,220 +268,3 @@ class StreamConsumer(Committing, Maintaining):
         self.ctx.emit(
             RedisConnectivity(self.worker.name, up=False, error=str(exc), attempt=attempt)
         )
-
-    # -- handling ----------------------------------------------------------------
-
-    async def _handler_loop(
-        self, buffer: MemoryObjectReceiveStream[Entry], commits: MemoryObjectSendStream[Commit]
-    ) -> None:
-        async with buffer, commits:
-            yield_at = 0.0
-            while True:
-                # Buffered messages are taken back to back, yielding to the other tasks
-                # once per _SLICE_S rather than once per message: a yield is a trip
-                # round the event loop, which costs as much as a small handler.
-                try:
-                    entry = buffer.receive_nowait()
-                except anyio.WouldBlock:
-                    try:
-                        entry = await buffer.receive()  # waits, so others have run
-                    except anyio.EndOfStream:
-                        return
-                    yield_at = time.monotonic() + _SLICE_S
-                except anyio.EndOfStream:
-                    return
-                else:
-                    now = time.monotonic()
-                    if now >= yield_at:
-                        await anyio.lowlevel.checkpoint()
-                        yield_at = now + _SLICE_S
-                if entry.id not in self.held or self.ctx.stopping.is_set():
-                    continue  # draining: nothing new starts; it is handed back instead
-                self.started.add(entry.id)
-                if len(self.started) >= len(self.held):
-                    self._space.set()  # the last one buffered: the read loop may read now
-                self.running[entry.id] = self.ctx.clock()
-                if not self._watch.is_set():
-                    self._watch.set()
-                token = HANDLING.set((self, entry.id))
-                started = time.perf_counter()
-                try:
-                    with anyio.CancelScope() as scope:
-                        self._scopes[entry.id] = scope
-                        await self._process(entry, commits)
-                finally:
-                    HANDLING.reset(token)
-                    self.running.pop(entry.id, None)
-                    self._scopes.pop(entry.id, None)
-                    cut = self._cut.pop(entry.id, None) is not None
-                if cut and scope.cancelled_caught:
-                    reason = f"hung: no progress for {self.hang_timeout:g} s"
-                    self._retry(entry, reason, commits, started)
-                self.progress()  # a handler finished
-
-    def _stalest_handler(self) -> float | None:
-        """When the longest-cut handler that ignores its cancellation was cut, or None.
-
-        The manager counts a worker hung one hang timeout after that: only a
-        handler that will not stop (or a loop that stopped) costs a restart.
-        """
-        return min(self._cut.values(), default=None)
-
-    async def _watchdog(self) -> None:
-        """Cut a handler that made no progress for its hang timeout: alone, its message retried.
-
-        Sleeps until the stalest running handler would turn hung (or until one
-        starts, when none runs), so a busy worker pays one scan per hang timeout.
-        """
-        while True:
-            now = self.ctx.clock()
-            due = math.inf
-            for entry_id, last in list(self.running.items()):
-                if entry_id in self._cut:
-                    continue
-                if now - last >= self.hang_timeout:
-                    self._cut_handler(entry_id, now - last, now)
-                else:
-                    due = min(due, last + self.hang_timeout)
-            if due == math.inf:
-                self._watch = anyio.Event()
-                await self._watch.wait()
-            else:
-                await anyio.sleep(due - now)
-
-    def _cut_handler(self, entry_id: str, silent_s: float, now: float) -> None:
-        scope = self._scopes.get(entry_id)
-        if scope is None:
-            return
-        self._cut[entry_id] = now
-        scope.cancel()
-        entry = self.held.get(entry_id)
-        subject = (entry.fields or {}).get(b"subject", b"") if entry is not None else b""
-        self.ctx.emit(
-            HandlerHung(
-                self.worker.name,
-                self.stream,
-                entry_id,
-                subject.decode(errors="replace"),
-                silent_s,
-            )
-        )
-
-    async def _process(self, entry: Entry, commits: MemoryObjectSendStream[Commit]) -> None:
-        """Run the handler; its result goes to the committer, and the slot moves on at once."""
-        started = time.perf_counter()
-        if entry.fields is None:
-            reason = "entry was deleted from the stream (trimmed) before it was handled"
-            self._dead_letter(entry, reason, commits, started)
-            return
-        if entry.deliveries > self.max_deliveries:
-            reason = (
-                f"delivered {entry.deliveries} times without completing "
-                f"(MAX_DELIVERIES={self.max_deliveries})"
-            )
-            self._dead_letter(entry, reason, commits, started)
-            return
-        message = Message(self.stream, entry.id, entry.fields, entry.deliveries)
-        try:
-            writes = await self.worker.handle(message)
-        except (Permanent, MalformedEvent) as exc:
-            self._dead_letter(entry, str(exc), commits, started)
-        except Drained:
-            self.started.discard(entry.id)
-            self._interrupted.append(entry.id)  # no failure: handed back uncounted
-        except RetryLater as exc:
-            self._retry(entry, exc.reason, commits, started)
-        except Exception as exc:  # noqa: BLE001 - one bad message must never crash the worker
-            outage = find(exc, RedisUnavailable)
-            if outage is not None:
-                # Redis is away, not the message at fault: it keeps its delivery count.
-                self._retry(entry, f"Redis unavailable: {outage}", commits, started, counted=False)
-                return
-            reason = f"handler raised {type(exc).__name__}: {exc}"
-            self.ctx.emit(
-                HandlerRaised(
-                    self.worker.name, self.stream, entry.id, reason, traceback.format_exc()
-                )
-            )
-            self._retry(entry, reason, commits, started)
-        else:
-            problem = outputs_problem(writes)
-            if problem is not None:  # a bug in the handler: retried, then dead-lettered
-                self.ctx.emit(HandlerRaised(self.worker.name, self.stream, entry.id, problem, ""))
-                self._retry(entry, problem, commits, started)
-                return
-            _submit(commits, Commit(entry, writes, Outcome.ACKED, started))
-
-    def _dead_letter(
-        self, entry: Entry, reason: str, commits: MemoryObjectSendStream[Commit], started: float
-    ) -> None:
-        _submit(commits, self._dead_letter_commit(entry, reason, started))
-
-    def _retry(
-        self,
-        entry: Entry,
-        reason: str,
-        commits: MemoryObjectSendStream[Commit],
-        started: float,
-        *,
-        counted: bool = True,
-    ) -> None:
-        """Leave the message pending and handle it again after a backoff.
-
-        ``counted=False`` (Redis was away) spends no delivery: the message is
-        handled again in the same delivery once Redis answers, never dead-lettered
-        for an outage.
-        """
-        if counted and entry.deliveries >= self.max_deliveries:
-            reason = f"{reason} (after {entry.deliveries} deliveries)"
-            self._dead_letter(entry, reason, commits, started)
-            return
-        self.started.discard(entry.id)
-        if self.ctx.stopping.is_set():
-            # Draining: no redelivery here; a live consumer takes it at once.
-            self._late_hand_back.append(entry.id)
-            return
-        self.ctx.emit(
-            MessageHandled(
-                self.worker.name,
-                self.stream,
-                entry.id,
-                Outcome.RETRIED,
-                time.perf_counter() - started,
-                entry.deliveries,
-                reason,
-            )
-        )
-        first, cap = self.retry_backoff_s
-        delay = min(cap, first * 2.0 ** (entry.deliveries - 1)) if counted else first
-        if counted:
-            self._backing_off.add(entry.id)
-        self._side.start_soon(self._redeliver, entry, delay, counted)
-
-    async def _redeliver(self, entry: Entry, delay: float, counted: bool) -> None:
-        await anyio.sleep(delay)
-        self._backing_off.discard(entry.id)
-        if counted:
-            again = await self._reconnecting(
-                lambda: self.adapter.reclaim(self.stream, self.group, self.consumer, entry)
-            )
-        else:  # still ours? then again as it is; the wait for Redis is _reconnecting's
-            owned = await self._reconnecting(
-                lambda: self.adapter.refresh(self.stream, self.group, self.consumer, [entry.id])
-            )
-            again = entry if entry.id in owned else None
-        if again is None:
-            self._release(entry.id)  # taken by another consumer meanwhile, or acked
-            return
-        self.held[entry.id] = again
-        self._buffer_send.send_nowait(again)
-
-
-def _submit(commits: MemoryObjectSendStream[Commit], commit: Commit) -> None:
-    """Hand a result to the committer; once the run is cancelled, the message stays pending.
-
-    A handler that outlived the run's cancellation (it shielded itself) finds the
-    committer gone: its message is left to the hand-back or another consumer's claim.
-    """
-    with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-        commits.send_nowait(commit)

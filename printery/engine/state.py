@@ -102,6 +102,9 @@ class ConsumerState(abc.ABC):
     held: dict[str, Entry]  # read and not yet acked: buffered, running, or committing
     started: set[str]  # held messages whose handler has started
     running: dict[str, float]  # message id -> last progress of its running handler
+    max_deliveries: int
+    retry_backoff_s: tuple[float, float]
+    hang_timeout: float
     _late_hand_back: list[str]
     _backing_off: set[str]  # failed, waiting for redelivery: their delivery is spent
     _interrupted: list[str]
@@ -111,10 +114,17 @@ class ConsumerState(abc.ABC):
     _commit_send: MemoryObjectSendStream[Commit]
     _commit_recv: MemoryObjectReceiveStream[Commit]
     _side: TaskGroup
+    _scopes: dict[str, anyio.CancelScope]
+    _cut: dict[str, float]
+    _watch: anyio.Event
 
     @abc.abstractmethod
     async def _reconnecting(self, op: Callable[[], Awaitable[T]]) -> T:
         """Run ``op`` until Redis answers; meanwhile the worker is degraded, never crashed."""
+
+    @abc.abstractmethod
+    def _dead_letter_commit(self, entry: Entry, reason: str, started: float) -> Commit:
+        """The commit that acks ``entry`` and adds it, with the reason, to ``<stream>:dead``."""
 
     def progress(self) -> None:
         """Tell the hang detector the loop made progress (a running handler's is in ``running``)."""

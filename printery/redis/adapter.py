@@ -24,9 +24,24 @@ import redis.exceptions as rex
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from printery.errors import GroupMissing, RedisError, RedisPermanent, RedisUnavailable
+from printery.errors import (
+    GroupMissing,
+    RedisError,
+    RedisOutOfMemory,
+    RedisPermanent,
+    RedisUnavailable,
+)
 from printery.redis import scripts
-from printery.redis.replies import ConsumerInfo, Entry, GroupInfo, GroupStats, Replayed, StreamInfo
+from printery.redis.replies import (
+    ConsumerInfo,
+    Entry,
+    GroupInfo,
+    GroupStats,
+    PendingEntry,
+    Replayed,
+    StreamInfo,
+    Trim,
+)
 from printery.redis.writes import Write, commit_payload, outputs_problem
 
 __all__ = [
@@ -103,6 +118,8 @@ def translated() -> Iterator[None]:
     """Translate redis-py's exceptions into printery's; the one boundary that does it."""
     try:
         yield
+    except rex.OutOfMemoryError as exc:
+        raise RedisOutOfMemory(_with_code(exc)) from exc
     except _STRIPPED_UNAVAILABLE as exc:
         raise RedisUnavailable(_with_code(exc)) from exc
     except (rex.NoPermissionError, rex.ClusterCrossSlotError) as exc:
@@ -122,8 +139,10 @@ def translated() -> Iterator[None]:
         # blocked XREADGROUP (Redis 7). Either way: recreate the group.
         if message.startswith(("NOGROUP", "UNBLOCKED")) or "no such key" in message:
             raise GroupMissing(message) from exc
+        if message.startswith("OOM"):
+            raise RedisOutOfMemory(message) from exc
         if message.startswith(
-            ("OOM", "LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "MOVED", "ASK ")
+            ("LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "MOVED", "ASK ")
         ):
             raise RedisUnavailable(message) from exc
         if message.startswith(("NOAUTH", "WRONGPASS", "NOPERM")):
@@ -180,6 +199,8 @@ class StreamAdapter:
         self._reap = client.register_script(scripts.REAP_CONSUMERS)
         self._replay_dead = client.register_script(scripts.REPLAY_DEAD)
         self._set_latest = client.register_script(scripts.SET_LATEST)
+        self._trim_acknowledged = client.register_script(scripts.TRIM_ACKNOWLEDGED)
+        self._unlock = client.register_script(scripts.UNLOCK)
 
     async def ping(self) -> None:
         with translated():
@@ -409,6 +430,34 @@ class StreamAdapter:
             items: list[Any] = await self.client.lrange(key, 0, -1)
         return [_text(i) for i in items]
 
+    async def apply(self, writes: Sequence[Write]) -> None:
+        """Write records outside any commit (HSET, capped RPUSH, EXPIRE), one round trip.
+
+        For state that moves while a message is still running (a task's progress):
+        nothing here acks anything, so nothing here needs to be atomic with an ack.
+        """
+        with translated():
+            pipe = self.client.pipeline(transaction=False)
+            for write in writes:
+                if write.op == "HSET":
+                    pairs = dict(zip(write.args[::2], write.args[1::2], strict=True))
+                    pipe.hset(write.key, mapping=pairs)  # type: ignore[arg-type]  # redis-py's mapping type is invariant
+                elif write.op == "RPUSH":
+                    value, cap = write.args
+                    pipe.rpush(write.key, value)
+                    pipe.ltrim(write.key, -int(cap), -1)
+                elif write.op == "EXPIRE":
+                    pipe.expire(write.key, int(write.args[0]))
+                else:
+                    raise ValueError(f"apply() does not write {write.op}")
+            await pipe.execute()
+
+    async def list_tail(self, key: str, count: int) -> list[str]:
+        """The last ``count`` items of a list (LRANGE -count -1), oldest first."""
+        with translated():
+            items: list[Any] = await self.client.lrange(key, -count, -1)
+        return [_text(i) for i in items]
+
     async def get(self, key: str) -> str | None:
         with translated():
             value: Any = await self.client.get(key)
@@ -485,6 +534,46 @@ class StreamAdapter:
             raw: Any = await self.client.xrange(stream, min=start, max=end, count=count)
         return [Entry(_str(i), dict(f)) for i, f in raw]
 
+    async def newest_entries(
+        self, stream: str, *, before: str | None = None, count: int = 50
+    ) -> list[Entry]:
+        """XREVRANGE, newest first, ``count`` at most; ``before`` (exclusive) pages backwards."""
+        with translated():
+            raw: Any = await self.client.xrevrange(
+                stream, max="+" if before is None else f"({before}", min="-", count=count
+            )
+        return [Entry(_str(i), dict(f)) for i, f in raw]
+
+    async def pending_entries(
+        self, stream: str, group: str, *, after: str | None = None, count: int = 50
+    ) -> list[PendingEntry]:
+        """XPENDING's extended form, oldest first; ``after`` (exclusive) pages forwards."""
+        with translated():
+            try:
+                raw: Any = await self.client.xpending_range(
+                    stream, group, min="-" if after is None else f"({after}", max="+", count=count
+                )
+            except rex.ResponseError as exc:
+                if str(exc).startswith("NOGROUP"):
+                    return []
+                raise
+        return [
+            PendingEntry(
+                _str(p["message_id"]),
+                _text(p["consumer"]),
+                int(p["time_since_delivered"]),
+                int(p["times_delivered"]),
+            )
+            for p in raw
+        ]
+
+    async def delete_entries(self, stream: str, ids: Sequence[str]) -> int:
+        """XDEL: remove these entries; returns how many were there."""
+        if not ids:
+            return 0
+        with translated():
+            return int(await self.client.xdel(stream, *ids))
+
     async def last_entry_id(self, stream: str) -> str | None:
         with translated():
             raw: Any = await self.client.xrevrange(stream, max="+", min="-", count=1)
@@ -511,6 +600,31 @@ class StreamAdapter:
         """Delete every entry older than ``min_id`` (XTRIM MINID, exact); returns how many."""
         with translated():
             return int(await self.client.xtrim(stream, minid=min_id, approximate=False))
+
+    # -- retention ---------------------------------------------------------------------
+
+    async def trim_acknowledged(self, stream: str, retention_ms: int, *, needs_group: bool) -> Trim:
+        """Trim what every group has acknowledged and is older than ``retention_ms``, atomically.
+
+        With ``needs_group`` a stream that has no group is left whole; without,
+        its entries go by age alone (still never one some group has not acknowledged).
+        """
+        with translated():
+            reply: Any = await self._trim_acknowledged(
+                keys=[stream], args=[retention_ms, "1" if needs_group else "0"]
+            )
+        trimmed, length, min_id = reply
+        return Trim(int(trimmed), int(length), _str(min_id) if min_id else None)
+
+    async def try_lock(self, key: str, token: str, ttl_ms: int) -> bool:
+        """SET NX PX: True if this call took the lock."""
+        with translated():
+            return bool(await self.client.set(key, token, nx=True, px=ttl_ms))
+
+    async def unlock(self, key: str, token: str) -> None:
+        """Release a lock this token holds; someone else's (ours expired) is left alone."""
+        with translated():
+            await self._unlock(keys=[key], args=[token])
 
 
 def _text(value: bytes | str) -> str:

@@ -164,6 +164,10 @@ class Keys:
         """The installation's partition count, set once at first start (cluster mode)."""
         return f"{self.prefix}:{{{META_TAG}}}:partitions"
 
+    def trim_lock(self, stream: str) -> str:
+        """Held by the one daemon trimming ``stream`` right now (DESIGN §6)."""
+        return f"{self.prefix}:trim-lock:{stream}"
+
     def delivery_marker(self, event_id: str, url_digest: str) -> str:
         """Remembers that a webhook took an event, so a redelivery is not sent twice."""
         return f"{self.root}:notified:{event_id}:{url_digest}"

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ConsumerInfo", "Entry", "GroupInfo", "GroupStats", "Replayed", "StreamInfo"]
+__all__ = [
+    "ConsumerInfo",
+    "Entry",
+    "GroupInfo",
+    "GroupStats",
+    "PendingEntry",
+    "Replayed",
+    "StreamInfo",
+    "Trim",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +56,16 @@ class GroupInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class PendingEntry:
+    """One entry a group's consumer holds: who, how long since delivered, how many times."""
+
+    id: str
+    consumer: str
+    idle_ms: int
+    deliveries: int
+
+
+@dataclass(frozen=True, slots=True)
 class StreamInfo:
     stream: str
     length: int
@@ -60,3 +79,12 @@ class Replayed:
     dead_id: str
     new_id: str | None
     problem: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Trim:
+    """One retention trim: entries removed, entries left, the MINID used (None: none was due)."""
+
+    trimmed: int
+    length: int
+    min_id: str | None

@@ -23,6 +23,11 @@
   share the commit's slot: HSET a field unless a later order is recorded for
   it; idempotent, so it runs before the ack-gated commit and a redelivery
   repeats it harmlessly.
+- ``TRIM_ACKNOWLEDGED``: retention. Reads every group's
+  last-delivered id and lowest pending id and trims below the lowest of them
+  and the age cutoff, in one step: a group reading or claiming between a
+  check and a trim would otherwise lose the entries it was just handed.
+- ``UNLOCK``: delete a lock only while it still holds our token.
 - ``REPLAY_DEAD``: per dead letter, XADD its original fields (plus
   ``replayed_from``) to the original stream and XDEL it from ``<stream>:dead``
   in one step, so a dead letter is never both replayed and kept, nor lost.
@@ -43,6 +48,8 @@ __all__ = [
     "REPLAY_DEAD",
     "SET_IDLE",
     "SET_LATEST",
+    "TRIM_ACKNOWLEDGED",
+    "UNLOCK",
 ]
 
 
@@ -68,3 +75,6 @@ REAP_CONSUMERS: Final = _load("reap_consumers")
 REPLAY_DEAD: Final = _load("replay_dead")
 
 SET_LATEST: Final = _load("set_latest")
+TRIM_ACKNOWLEDGED: Final = _load("trim_acknowledged")
+
+UNLOCK: Final = _load("unlock")

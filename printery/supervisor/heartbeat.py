@@ -12,7 +12,9 @@ The record (JSON; ``printery status`` reads it, and treats one whose
      "workers": {name: {"state", "restarts", "uptime_s", "processed", "failed",
                         "reason", "in_flight", "stream", "group"}}}
 
-``in_flight``, ``stream`` and ``group`` are there for stream workers only.
+``in_flight``, ``stream`` and ``group`` are there for stream workers only;
+``children`` (``pid``, ``current``, ``handled``, ``rss_mb``,
+``last_heartbeat_age_s``) for workers in their own processes.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class Feed:
     stream: str
     group: str
     in_flight: int
+    children: list[dict[str, Any]] | None = None  # a worker in its own processes: each child
 
 
 class Heartbeat:
@@ -92,6 +95,8 @@ class Heartbeat:
             feed = feeds.get(name)
             if feed is not None:
                 workers[name].update(in_flight=feed.in_flight, stream=feed.stream, group=feed.group)
+                if feed.children is not None:
+                    workers[name]["children"] = feed.children
         return json.dumps(
             {
                 "token": self.token,

@@ -29,7 +29,7 @@ DAEMON_KEYS = {
 }  # fmt: skip
 WORKER_KEYS = {
     "state", "restarts", "uptime_s", "processed", "failed", "in_flight", "reason",
-    "stream", "group",
+    "stream", "group", "children",
 }  # fmt: skip
 CLI = [sys.executable, "-c", "from printery.cli.main import main; main()"]
 
@@ -157,6 +157,7 @@ def test_json_shows_the_live_daemon_its_worker_and_streams(cluster: Cluster) -> 
         "reason": "started",
         "stream": f"{prefix}:test:in",
         "group": "echo",
+        "children": None,
     } == {k: v for k, v in echo.items() if k != "uptime_s"}
     streams = {s["stream"]: s for s in doc["streams"]}
     builtin = [

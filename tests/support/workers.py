@@ -39,6 +39,10 @@ class EchoWorker(StreamWorker):
     def out(self) -> str:
         return f"{self.keys.prefix}:test:out"
 
+    @property
+    def output_streams(self) -> tuple[str, ...]:
+        return (self.out,)
+
     async def handle(self, message: Message) -> Sequence[Write]:
         self.calls.append((message.id, message.deliveries))
         if self.handling is not None:

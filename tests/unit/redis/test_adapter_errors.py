@@ -5,13 +5,19 @@ from __future__ import annotations
 import pytest
 from redis._parsers import _RESP2Parser
 
-from printery.errors import GroupMissing, RedisError, RedisPermanent, RedisUnavailable
+from printery.errors import (
+    GroupMissing,
+    RedisError,
+    RedisOutOfMemory,
+    RedisPermanent,
+    RedisUnavailable,
+)
 from printery.redis.adapter import translated
 
 pytestmark = pytest.mark.timeout(10)
 
 REPLIES = [
-    ("OOM command not allowed when used memory > 'maxmemory'.", RedisUnavailable, "OOM "),
+    ("OOM command not allowed when used memory > 'maxmemory'.", RedisOutOfMemory, "OOM "),
     ("READONLY You can't write against a read only replica.", RedisUnavailable, "READONLY "),
     ("TRYAGAIN Multiple keys request during rehashing of slot", RedisUnavailable, "TRYAGAIN "),
     ("MASTERDOWN Link with MASTER is down", RedisUnavailable, "MASTERDOWN "),

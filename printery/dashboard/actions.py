@@ -1,0 +1,163 @@
+"""What the dashboard does to Redis when asked: replay and purge dead letters; signing in and out.
+
+Each action goes through :meth:`Auth.check_action` first (405 read-only, 401
+nobody, 403 cross-origin or without the session's CSRF token), then runs the
+same server-side operations as ``printery dlq``: the atomic replay script
+(:meth:`~printery.adapter.StreamAdapter.replay_dead`, in the batches of
+:func:`printery.dlq.replay_batches`), an exact XTRIM for "purge all", XDEL for
+chosen ids. "All" means the dead letters present when the request arrived.
+
+A form post is answered with a redirect to the dead-letter page carrying the
+counts; a Bearer request with JSON.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Final
+
+import structlog
+from aiohttp import web
+
+from printery.admin.dlq import DlqRequest, purge_all, replay_batches
+from printery.dashboard.appkeys import ADAPTER, AUTH, IDENTITY
+from printery.dashboard.auth import COOKIE, SESSION_S, check_origin
+from printery.dashboard.pages import stream_key
+from printery.dashboard.render import page, path_part
+from printery.errors import RedisError
+from printery.redis.keys import Keys
+
+__all__ = ["MAX_IDS", "purge", "replay", "signin", "signin_form", "signout"]
+
+MAX_IDS: Final = 1000  # ids one request may name
+_ID: Final = re.compile(r"^\d{1,20}-\d{1,20}$")
+_log = structlog.get_logger("printery.dashboard")
+
+
+async def _form(request: web.Request) -> dict[str, list[str]]:
+    data = await request.post()
+    found: dict[str, list[str]] = {}
+    for name, value in data.items():
+        if isinstance(value, str):
+            found.setdefault(name, []).append(value)
+    return found
+
+
+def _ids(form: dict[str, list[str]]) -> tuple[tuple[str, ...], bool]:
+    """``ids=a,b`` (repeatable) or ``all=1``; 400 for anything else."""
+    every = form.get("all", [""])[0] in {"1", "true", "yes"}
+    ids = tuple(
+        dict.fromkeys(i.strip() for v in form.get("ids", ()) for i in v.split(",") if i.strip())
+    )
+    if every == bool(ids):
+        raise web.HTTPBadRequest(reason="give ids=<id>,… or all=1 (not both)")
+    if len(ids) > MAX_IDS:
+        raise web.HTTPBadRequest(reason=f"at most {MAX_IDS} ids per request")
+    if any(not _ID.match(i) for i in ids):
+        raise web.HTTPBadRequest(reason="ids must be stream entry ids (like 1717171717171-0)")
+    return ids, every
+
+
+async def replay(request: web.Request) -> web.StreamResponse:
+    return await _act(request, "replay")
+
+
+async def purge(request: web.Request) -> web.StreamResponse:
+    return await _act(request, "purge")
+
+
+async def _act(request: web.Request, action: str) -> web.StreamResponse:
+    if request.app[AUTH].read_only:
+        raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD"])
+    form = await _form(request)
+    request.app[AUTH].check_action(request, form.get("csrf", [None])[0])
+    key = stream_key(request)
+    ids, every = _ids(form)
+    adapter = request.app[ADAPTER]
+    dead_key = Keys.dead(key)
+    for k in (key, dead_key):
+        if await adapter.key_type(k) not in {"stream", "none"}:
+            raise web.HTTPConflict(reason="that key is not a stream")
+    result: dict[str, Any] = {"stream": key, "dead_stream": dead_key}
+    try:
+        if action == "replay":
+            replayed, kept = [], []
+            request_ = DlqRequest("replay", key, ids, every)
+            async for batch in replay_batches(adapter, request_):
+                for r in await adapter.replay_dead(dead_key, key, batch):
+                    if r.new_id is not None:
+                        replayed.append({"id": r.dead_id, "new_id": r.new_id})
+                    else:
+                        kept.append({"id": r.dead_id, "problem": r.problem})
+            result.update(replayed=replayed, not_replayed=kept)
+            counts = {"replayed": len(replayed), "kept": len(kept)}
+        else:
+            purged = (
+                await purge_all(adapter, dead_key)
+                if every
+                else await adapter.delete_entries(dead_key, ids)
+            )
+            result.update(purged=purged)
+            counts = {"purged": purged}
+    except RedisError as exc:
+        raise web.HTTPServiceUnavailable(reason="cannot reach Redis") from exc
+    _log.info(f"printery.dashboard_{action}", stream=key, by=request[IDENTITY].kind, **counts)
+    if request[IDENTITY].kind == "bearer":
+        return web.json_response(result)
+    query = "&".join(f"{k}={v}" for k, v in counts.items())
+    raise web.HTTPSeeOther(f"/dead/{path_part(key)}?{query}")
+
+
+# -- signing in ----------------------------------------------------------------------
+
+
+def _next(raw: str | None) -> str:
+    """Where to go after signing in: a path on this site, never another host."""
+    if raw and raw.startswith("/") and not raw.startswith(("//", "/\\")) and len(raw) < 2000:
+        return raw
+    return "/"
+
+
+async def signin_form(request: web.Request) -> web.Response:
+    if request.app[AUTH].read_only:
+        context = {"read_only": True, "next": "/", "wrong": False}
+        return page(request, "signin.html", context)
+    return page(
+        request,
+        "signin.html",
+        {"read_only": False, "next": _next(request.query.get("next")), "wrong": False},
+    )
+
+
+async def signin(request: web.Request) -> web.StreamResponse:
+    auth = request.app[AUTH]
+    if auth.read_only or auth.token is None:
+        raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD"])
+    check_origin(request)
+    form = await _form(request)
+    target = _next(form.get("next", [None])[0])
+    offered = form.get("token", [""])[0]
+    if not offered or not auth.token.matches(offered):
+        _log.warning("printery.dashboard_signin_refused", remote=request.remote)
+        context = {"read_only": False, "next": target, "wrong": True}
+        return page(request, "signin.html", context, status=401)
+    response = web.HTTPSeeOther(target)
+    response.set_cookie(
+        COOKIE,
+        auth.new_session(),
+        max_age=SESSION_S,
+        path="/",
+        httponly=True,
+        samesite="Strict",
+        secure=request.secure,
+    )
+    _log.info("printery.dashboard_signed_in", remote=request.remote)
+    raise response
+
+
+async def signout(request: web.Request) -> web.StreamResponse:
+    form = await _form(request)
+    request.app[AUTH].check_action(request, form.get("csrf", [None])[0])
+    response = web.HTTPSeeOther("/")
+    response.del_cookie(COOKIE, path="/")
+    raise response

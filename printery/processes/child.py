@@ -1,0 +1,241 @@
+"""One child process of a worker: spawned in its own process group, never outliving the daemon.
+
+- **Its own group** (``start_new_session``): a kill reaches whatever the
+  child started too (a shell's children, a worker's helpers).
+- **No orphan**: the child gets ``PR_SET_PDEATHSIG`` = SIGKILL before it
+  execs, so even ``kill -9`` of the daemon takes it down; a child that
+  watches its stdin sees it close as well.
+- **stdout is the protocol, stderr the child's log.** stderr is read in its
+  own task from the moment the child starts, in chunks, and re-logged line by
+  line under the worker's name: a child that writes 200 KB to a pipe nobody
+  reads blocks for ever (Apache Storm's STORM-733). stdout's line limit is
+  raised from asyncio's 64 KiB to the message size bound; a longer line is a
+  :class:`~printery.processes.protocol.ProtocolError`.
+- **Any line is life**: ``last_seen`` moves with stdout and stderr alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import ctypes.util
+import os
+import signal
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from printery.processes.protocol import ProtocolError, decode_line, encode
+
+__all__ = ["Child", "ChildExited", "describe_exit", "rss_mb"]
+
+T = TypeVar("T")
+
+_STDERR_LINE_CHARS = 8192  # longer stderr lines are logged cut, never buffered without bound
+_PR_SET_PDEATHSIG = 1
+_LIBC: Any = None
+with contextlib.suppress(OSError):  # not Linux: the stdin EOF still ends a well-behaved child
+    _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+class ChildExited(Exception):
+    """The child's stdout closed: it exited (or is exiting), with ``returncode`` if known."""
+
+    def __init__(self, returncode: int | None) -> None:
+        super().__init__(f"child exited ({describe_exit(returncode)})")
+        self.returncode = returncode
+
+
+def _need(value: T | None) -> T:
+    if value is None:
+        raise RuntimeError("the child was not started")
+    return value
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit status {code}"
+
+
+def _die_with_parent(parent: int) -> Callable[[], None]:
+    def before_exec() -> None:
+        if _LIBC is not None:
+            _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the daemon died between fork and prctl
+            os._exit(1)
+
+    return before_exec
+
+
+def rss_mb(pid: int) -> float | None:
+    """Resident memory of ``pid`` in MiB, from /proc/<pid>/status; None if it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+class Child:
+    """One running child; ``start`` it, then ``send`` and ``receive`` protocol lines."""
+
+    def __init__(
+        self,
+        command: Sequence[str],
+        *,
+        env: Mapping[str, str],
+        cwd: str | None,
+        line_limit: int,
+        on_stderr: Callable[[int, str], None],
+    ) -> None:
+        self.command = tuple(command)
+        self.env = dict(env)
+        self.cwd = cwd
+        self.line_limit = line_limit
+        self.on_stderr = on_stderr
+        self.process: asyncio.subprocess.Process | None = None
+        self.last_seen = time.monotonic()
+        self.started_at = time.monotonic()
+        self.handled = 0
+        self.current: str | None = None  # the entry id it holds
+        self._stderr_task: asyncio.Task[None] | None = None
+
+    @property
+    def pid(self) -> int:
+        return _need(self.process).pid
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self.process is None else self.process.returncode
+
+    async def start(self, *, stdin: bool = True) -> None:
+        """Spawn it; OSError (not executable, cwd gone) propagates for the caller to classify."""
+        self.process = await asyncio.create_subprocess_exec(
+            *self.command,
+            stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=self.cwd,
+            env=self.env,
+            start_new_session=True,
+            preexec_fn=_die_with_parent(os.getpid()),
+            limit=self.line_limit,
+        )
+        self.started_at = self.last_seen = time.monotonic()
+        self._stderr_task = asyncio.get_running_loop().create_task(self._read_stderr())
+
+    async def _read_stderr(self) -> None:
+        stream = _need(_need(self.process).stderr)
+        pending = b""
+        while chunk := await stream.read(65536):
+            self.last_seen = time.monotonic()
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                self._log(line)
+            if len(pending) > _STDERR_LINE_CHARS:
+                self._log(pending)
+                pending = b""
+        if pending:
+            self._log(pending)
+
+    def _log(self, line: bytes) -> None:
+        text = line[:_STDERR_LINE_CHARS].decode(errors="replace").rstrip("\r")
+        if len(line) > _STDERR_LINE_CHARS:
+            text += "…"
+        if text:
+            self.on_stderr(self.pid, text)
+
+    async def send(self, message: Mapping[str, Any]) -> None:
+        """Write one line; a child that closed its stdin is reported as exited."""
+        stdin = _need(_need(self.process).stdin)
+        try:
+            stdin.write(encode(message))
+            await stdin.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            raise ChildExited(self.returncode) from None
+
+    async def write_all(self, data: bytes) -> None:
+        """Oneshot's stdin: write it whole, then close; a child that will not read is fine."""
+        stdin = _need(_need(self.process).stdin)
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            stdin.write(data)
+            await stdin.drain()
+        self.close_stdin()
+
+    async def receive(self) -> dict[str, Any]:
+        """The next protocol message; ChildExited at EOF, ProtocolError for a bad or long line."""
+        stdout = _need(_need(self.process).stdout)
+        try:
+            line = await stdout.readline()
+        except ValueError:  # asyncio's LimitOverrunError, re-raised by readline
+            raise ProtocolError(
+                f"a line longer than MAX_MESSAGE_BYTES ({self.line_limit} bytes)"
+            ) from None
+        if not line:
+            raise ChildExited(await self._returncode_soon())
+        self.last_seen = time.monotonic()
+        return decode_line(line)
+
+    async def read_stdout(self, limit: int) -> bytes:
+        """All of stdout (oneshot), at most ``limit`` bytes; ProtocolError beyond."""
+        stdout = _need(_need(self.process).stdout)
+        data = await stdout.read(limit + 1)
+        if len(data) > limit:
+            raise ProtocolError(f"stdout longer than MAX_MESSAGE_BYTES ({limit} bytes)")
+        rest = await stdout.read(1)
+        if rest:
+            raise ProtocolError(f"stdout longer than MAX_MESSAGE_BYTES ({limit} bytes)")
+        return data
+
+    async def _returncode_soon(self) -> int | None:
+        """stdout closed: most children have exited by now; wait a moment for the status."""
+        process = _need(self.process)
+        with contextlib.suppress(TimeoutError):
+            return await asyncio.wait_for(asyncio.shield(process.wait()), 0.5)
+        return None
+
+    def close_stdin(self) -> None:
+        if self.process is not None and self.process.stdin is not None:
+            with contextlib.suppress(OSError, RuntimeError):
+                self.process.stdin.close()
+
+    def kill(self) -> None:
+        """SIGKILL the whole group; a group already gone is fine."""
+        if self.process is None:
+            return
+        # Even after the leader exited: what it started may still hold the group (the
+        # kernel reuses no pid while a group of that id lives). Not Popen.kill(): it
+        # polls first, and a poll that reaps the child races asyncio's own watcher,
+        # which then reports exit status 255.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+
+    async def wait(self) -> int:
+        """Wait for the exit and for stderr to be read to its end; the exit status."""
+        code = await _need(self.process).wait()
+        task = self._stderr_task
+        if task is not None and not task.done():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(task), 1.0)
+            task.cancel()  # a grandchild holding the pipe open: stop reading it
+        return code
+
+    async def stop(self) -> int:
+        """Kill and reap it; safe to call more than once."""
+        self.kill()
+        self.close_stdin()
+        return await self.wait()
+
+    def rss_mb(self) -> float | None:
+        return None if self.process is None else rss_mb(self.process.pid)

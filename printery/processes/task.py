@@ -1,0 +1,203 @@
+"""What each message did: the task record of DESIGN §7, kept like a deployment's timeline.
+
+::
+
+    <prefix>:task:<event id>      hash  worker, status, percent, step, started_at, completed_at,
+                                        duration_ms, result, error, deliveries, stream, entry_id
+    <prefix>:task:<event id>:log  list  the last 100 progress and log lines,
+                                        JSON {"at", "kind", "level", "message", "percent", "step"}
+
+Status: ``running`` (written on the first progress or log line, directly:
+nothing is acked yet), then ``succeeded`` (in the same atomic commit as the
+ack and the outputs), or ``retrying`` / ``failed`` / ``dead`` (written when
+the verdict is reached; the dead letter itself is the runtime's). Both keys
+expire ``TIMELINE_TTL`` after the last write, as a timeline does.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from printery.envelope import compact_json, now_rfc3339
+from printery.redis.adapter import StreamAdapter
+from printery.redis.keys import Keys
+from printery.redis.writes import Write
+
+__all__ = [
+    "LOG_CAP",
+    "TaskRecord",
+    "format_task",
+    "line_writes",
+    "read_task",
+    "record_writes",
+    "run_task_command",
+]
+
+LOG_CAP = 100
+_TEXT_CHARS = 4000
+
+
+def task_key(keys: Keys, event_id: str) -> str:
+    """``<prefix>:task:<id>``; on a cluster under the partition's tag, like its commit's keys."""
+    return f"{keys.root}:task:{event_id}"
+
+
+def record_writes(keys: Keys, event_id: str, fields: Mapping[str, str], ttl_s: int) -> list[Write]:
+    """Set fields of the record and renew both keys' expiry."""
+    key = task_key(keys, event_id)
+    return [
+        Write.hset(key, dict(fields)),
+        Write.expire(key, ttl_s),
+        Write.expire(f"{key}:log", ttl_s),
+    ]
+
+
+def line_writes(
+    keys: Keys, event_id: str, message: Mapping[str, Any], ttl_s: int, *, worker: str
+) -> list[Write]:
+    """A child's ``progress`` or ``log`` line: the log entry, and the record's percent and step."""
+    at = now_rfc3339()
+    kind = str(message.get("op"))
+    entry: dict[str, Any] = {"at": at, "kind": kind}
+    fields = {"worker": worker, "status": "running", "updated_at": at}
+    if kind == "progress":
+        for name in ("percent", "step"):
+            if name in message:
+                entry[name] = message[name]
+                fields[name] = _text(message[name])
+    else:
+        entry["level"] = str(message.get("level", "info"))[:20]
+        entry["message"] = _text(message.get("message", ""))
+        if isinstance(message.get("data"), dict):
+            entry["data"] = message["data"]
+    key = task_key(keys, event_id)
+    pushed = compact_json(entry)
+    if len(pushed) > _TEXT_CHARS:
+        pushed = compact_json({**entry, "data": None, "message": entry.get("message", "")[:500]})
+    return [
+        Write.capped_push(f"{key}:log", pushed, LOG_CAP),
+        *record_writes(keys, event_id, fields, ttl_s),
+    ]
+
+
+def _text(value: Any) -> str:
+    text = value if isinstance(value, str) else compact_json(value)
+    return text[:_TEXT_CHARS]
+
+
+def outcome_fields(
+    *,
+    worker: str,
+    status: str,
+    started_at: str,
+    duration_ms: float,
+    deliveries: int,
+    result: Any = None,
+    error: str = "",
+    stream: str = "",
+    entry_id: str = "",
+) -> dict[str, str]:
+    fields = {
+        "worker": worker,
+        "status": status,
+        "started_at": started_at,
+        "completed_at": now_rfc3339(),
+        "updated_at": now_rfc3339(),
+        "duration_ms": str(round(duration_ms, 1)),
+        "deliveries": str(deliveries),
+        "stream": stream,
+        "entry_id": entry_id,
+        "error": error[:_TEXT_CHARS],
+    }
+    if status == "succeeded":
+        fields["percent"] = "100"
+    if result is not None:
+        fields["result"] = _text(result)
+    return fields
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRecord:
+    event_id: str
+    fields: dict[str, str]
+    log: list[dict[str, Any]]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"event_id": self.event_id, "fields": self.fields, "log": self.log}
+
+
+async def read_task(adapter: StreamAdapter, keys: Keys, event_id: str) -> TaskRecord | None:
+    key = task_key(keys, event_id)
+    fields = await adapter.hash_all(key)
+    raw = await adapter.list_all(f"{key}:log")
+    if not fields and not raw:
+        return None
+    log: list[dict[str, Any]] = []
+    for item in raw:
+        try:
+            entry = json.loads(item)
+        except ValueError:
+            entry = None
+        log.append(entry if isinstance(entry, dict) else {"message": item})
+    return TaskRecord(event_id, fields, log)
+
+
+def format_task(record: TaskRecord) -> str:
+    f = record.fields
+    lines = [
+        f"{record.event_id}  {f.get('worker', '?')}  [{f.get('status', 'unknown')}]"
+        + (f"  {f['percent']}%" if f.get("percent") else "")
+        + (f"  {f['step']}" if f.get("step") else "")
+    ]
+    for name in ("started_at", "completed_at", "duration_ms", "deliveries", "result", "error"):
+        if f.get(name):
+            lines.append(f"  {name:<13} {f[name]}")
+    for entry in record.log:
+        at = str(entry.get("at", ""))
+        clock = at[11:23] if len(at) >= 23 else at
+        if entry.get("kind") == "progress":
+            what = " ".join(
+                x
+                for x in (
+                    f"{entry['percent']}%" if "percent" in entry else "",
+                    str(entry.get("step", "")),
+                )
+                if x
+            )
+        else:
+            what = f"{entry.get('level', '')}: {entry.get('message', '')}"
+        lines.append(f"  {clock:<12}  {entry.get('kind', '?'):<8}  {what}")
+    return "\n".join(lines)
+
+
+async def run_task_command(
+    adapter: StreamAdapter,
+    keys: Keys,
+    event_id: str,
+    *,
+    as_json: bool,
+    partitions: Sequence[Keys] = (),
+) -> int:
+    """``printery task <event id> [--json]``: 0 when found, 1 when nothing is kept.
+
+    On a cluster the record is in the partition its message was read from,
+    which its id does not tell: each of ``partitions`` is looked in.
+    """
+    record = None
+    for where in partitions or (keys,):
+        record = await read_task(adapter, where, event_id)
+        if record is not None:
+            break
+    if record is None:
+        print(
+            f"printery: no task record for event {event_id!r} "
+            "(unknown, or expired after TIMELINE_TTL)",
+            file=sys.stderr,
+        )
+        return 1
+    print(json.dumps(record.to_json(), indent=2) if as_json else format_task(record))
+    return 0
