@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final
 
@@ -152,6 +153,27 @@ def translated() -> Iterator[None]:
         raise RedisPermanent(str(exc) or type(exc).__name__) from exc
     except (rex.ConnectionError, rex.TimeoutError, OSError, TimeoutError) as exc:
         raise RedisUnavailable(str(exc) or type(exc).__name__) from exc
+    except AttributeError as exc:
+        # redis-py's cluster client closes every node's connections when it
+        # re-reads the slot map (a failover); a task of ours half-way through
+        # connecting on one of them then finds its writer gone (None). That is
+        # a connection lost, not a bug of ours: only when raised inside redis-py.
+        if not _raised_in_redis_connection(exc):
+            raise
+        raise RedisUnavailable(f"connection closed during a reconnect: {exc}") from exc
+
+
+def _raised_in_redis_connection(exc: BaseException) -> bool:
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_code.co_filename.endswith(_REDIS_CONNECTION_FILES)
+
+
+_REDIS_CONNECTION_FILES: Final = (
+    os.path.join("redis", "asyncio", "connection.py"),
+    os.path.join("redis", "connection.py"),
+)
 
 
 def connect(

@@ -55,3 +55,21 @@ def test_cluster_client_errors_are_translated(error: Exception, kind: type[Redis
     with pytest.raises(RedisError) as raised, translated():
         raise error
     assert kind is type(raised.value)
+
+
+async def test_a_connection_closed_under_redis_py_is_unavailable() -> None:
+    """An AttributeError inside redis-py's connection (its writer closed by a reconnect) passes."""
+    from redis.asyncio.connection import Connection
+
+    conn = Connection()  # never connected: its writer is None, as after a cluster re-read
+    with (
+        pytest.raises(RedisUnavailable, match="connection closed during a reconnect"),
+        translated(),
+    ):
+        await conn._send_packed_command([b"PING"])
+
+
+def test_an_attribute_error_of_ours_stays_a_bug() -> None:
+    """An AttributeError raised outside redis-py is not mistaken for an outage."""
+    with pytest.raises(AttributeError), translated():
+        None.missing  # type: ignore[attr-defined]  # noqa: B018 - the very failure
