@@ -22,6 +22,7 @@ import anyio
 
 from printery import __version__
 from printery.admin import dlq, status
+from printery.admin.dlq_partitions import run_partitioned
 from printery.errors import ConfigError, RedisError, RedisPermanent, RedisUnavailable
 from printery.pipeline.deployment import Invalid
 from printery.pipeline.publish import (
@@ -214,6 +215,9 @@ def run(argv: Sequence[str] | None = None) -> int:
         except UsageProblem as exc:
             print(f"printery: {exc}", file=sys.stderr)
             return 2
+        if settings.cluster:  # a stage's dead letters are one stream per partition
+            base, parts = Keys(settings.stream_prefix), partitions_of(settings).all
+            return _with_redis(settings, lambda a: run_partitioned(a, request, base, parts))
         return _with_redis(settings, lambda a: dlq.run(a, request))
     if args.command == "publish":
         return _publish(settings, args)
