@@ -102,6 +102,20 @@ class StreamWorker(abc.ABC):
         return PARTITION_KEYS.get() or self.deps.keys
 
     @property
+    def partition_streams(self) -> tuple[str, ...]:
+        """The input stream of every partition (one, :attr:`stream`, in standalone mode)."""
+        if not self.settings.cluster:
+            return (self.stream,)
+        found = []
+        for keys in self.partitions:
+            token = PARTITION_KEYS.set(keys)
+            try:
+                found.append(self.stream)
+            finally:
+                PARTITION_KEYS.reset(token)
+        return tuple(found)
+
+    @property
     def partitions(self) -> tuple[Keys, ...]:
         """The partitions this worker reads: one (``deps.keys``) unless REDIS_MODE=cluster."""
         if not self.settings.cluster:

@@ -221,9 +221,11 @@ async def _serve(settings: Settings) -> int:
         fresh = []
         for worker in workers:
             if isinstance(worker, StreamWorker):
-                found = await adapter.group_stats(worker.stream, worker.group)
-                if found is not None:
-                    fresh.append(found)
+                # On a cluster, one series per partition stream (12 by default: bounded).
+                for stream in worker.partition_streams:
+                    found = await adapter.group_stats(stream, worker.group)
+                    if found is not None:
+                        fresh.append(found)
         stats[:] = fresh
 
     async def redis_ok() -> bool:

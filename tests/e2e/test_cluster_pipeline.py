@@ -105,10 +105,13 @@ def test_pipeline_on_a_cluster_survives_a_sigkilled_daemon(
                 ),
                 timeout=30,
             )
+            metrics = survivor.metrics()
             survivor.send(signal.SIGTERM)
             assert 0 == survivor.wait_exit(timeout=20), survivor.stderr()[-2000:]
 
     assert held >= 1  # it really died holding work
+    # Lag and pending are reported per partition stream.
+    assert [] == [k.started for k in parts.all if f'stream="{k.started}"' not in metrics]
     expected = {
         (f"dep-{n}", "deployment.healthy", str(parts.of(f"dep-{n}").tag)): 1
         for n in range(DEPLOYMENTS)
