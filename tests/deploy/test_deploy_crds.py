@@ -59,39 +59,48 @@ def test_scaled_object_triggers_on_its_own_group(
 ) -> None:
     """One redis-streams trigger on the worker's input stream and group, by lag or pending."""
     scaled = support.by_kind(manifests, "ScaledObject")[f"printery-{worker}"]
-    [trigger] = scaled["spec"]["triggers"]
-    assert trigger["type"] == "redis-streams"
-    metadata = trigger["metadata"]
-    # KEDA's trigger metadata is map[string]string: an unquoted number is rejected.
-    assert all(isinstance(value, str) for value in metadata.values()), metadata
-    prefix = SETTINGS["STREAM_PREFIX"]
-    assert support.WORKER_STREAMS[worker] == metadata["stream"]
-    assert metadata["stream"].startswith(f"{prefix}:")
-    assert worker == metadata["consumerGroup"]
-    thresholds = {"lagCount", "pendingEntriesCount"} & metadata.keys()
-    assert len(thresholds) == 1, metadata
-    assert int(metadata[thresholds.pop()]) > 0
-    if "lagCount" in metadata:
-        assert int(metadata["activationLagCount"]) >= 0
+    triggers = scaled["spec"]["triggers"]
+    # One trigger, or on a Redis Cluster one per partition stream (overlays/cluster).
+    assert len(triggers) in {1, 12}, len(triggers)
+    for trigger in triggers:
+        assert trigger["type"] == (
+            "redis-streams" if len(triggers) == 1 else "redis-cluster-streams"
+        )
+        metadata = trigger["metadata"]
+        # KEDA's trigger metadata is map[string]string: an unquoted number is rejected.
+        assert all(isinstance(value, str) for value in metadata.values()), metadata
+        prefix = SETTINGS["STREAM_PREFIX"]
+        stream = re.sub(r":\{[^}]*\}", "", metadata["stream"], count=1)  # a partition's tag
+        assert support.WORKER_STREAMS[worker] == stream
+        assert metadata["stream"].startswith(f"{prefix}:")
+        assert worker == metadata["consumerGroup"]
+        thresholds = {"lagCount", "pendingEntriesCount"} & metadata.keys()
+        assert len(thresholds) == 1, metadata
+        assert int(metadata[thresholds.pop()]) > 0
+        if "lagCount" in metadata:
+            assert int(metadata["activationLagCount"]) >= 0
 
 
 @pytest.mark.parametrize("worker", support.WORKERS)
 def test_scaler_finds_redis(manifests: list[dict[str, Any]], worker: str) -> None:
     """The scaler's address comes from the Deployment's environment, its password from auth."""
     scaled = support.by_kind(manifests, "ScaledObject")[f"printery-{worker}"]
-    [trigger] = scaled["spec"]["triggers"]
-    metadata = trigger["metadata"]
-    assert "address" in metadata or "addressFromEnv" in metadata
-    if "addressFromEnv" in metadata:
-        assert scaled["spec"]["scaleTargetRef"]["envSourceContainerName"] == "printery"
-        config_maps = support.by_kind(manifests, "ConfigMap")
-        data = next(iter(config_maps.values()))["data"] if config_maps else SETTINGS
-        host, _, port = data[metadata["addressFromEnv"]].rpartition(":")
-        assert host
-        assert port.isdigit()
-    assert "passwordFromEnv" not in metadata, "the password comes from the TriggerAuthentication"
-    auth = support.by_kind(manifests, "TriggerAuthentication")
-    assert trigger["authenticationRef"]["name"] in auth
+    for trigger in scaled["spec"]["triggers"]:
+        metadata = trigger["metadata"]
+        # redis-streams: one address; redis-cluster-streams: the nodes, comma-separated.
+        from_env = metadata.get("addressFromEnv") or metadata.get("addressesFromEnv")
+        assert "address" in metadata or from_env
+        if from_env:
+            assert scaled["spec"]["scaleTargetRef"]["envSourceContainerName"] == "printery"
+            config_maps = support.by_kind(manifests, "ConfigMap")
+            data = next(iter(config_maps.values()))["data"] if config_maps else SETTINGS
+            for address in data[from_env].split(","):
+                host, _, port = address.rpartition(":")
+                assert host
+                assert port.isdigit()
+        assert "passwordFromEnv" not in metadata, "the password comes from TriggerAuthentication"
+        auth = support.by_kind(manifests, "TriggerAuthentication")
+        assert trigger["authenticationRef"]["name"] in auth
 
 
 def test_trigger_authentication_reads_the_password(manifests: list[dict[str, Any]]) -> None:

@@ -28,6 +28,8 @@ KNOWN_SETTINGS = {
     "NOTIFIER_HANG_TIMEOUT",
     # DESIGN §6 retention.
     "STREAM_RETENTION", "STREAM_TRIM_INTERVAL", "DEAD_LETTER_RETENTION",
+    # DESIGN §9 Redis Cluster, and REDIS_ADDRESSES (the nodes, read by KEDA only).
+    "REDIS_MODE", "PARTITIONS", "REDIS_ADDRESSES",
 }  # fmt: skip
 
 
