@@ -380,9 +380,38 @@ class StreamAdapter:
         self, stream: str, group: str, *, idle_ms: int, heartbeat_prefix: str
     ) -> list[str]:
         """Delete consumers idle past ``idle_ms`` with nothing pending and no live heartbeat."""
+        if self.cluster:
+            return await self._reap_across_slots(stream, group, idle_ms, heartbeat_prefix)
         with translated():
             gone = await self._reap(keys=[stream], args=[group, idle_ms, heartbeat_prefix])
         return [_str(n) for n in gone]
+
+    async def _reap_across_slots(
+        self, stream: str, group: str, idle_ms: int, heartbeat_prefix: str
+    ) -> list[str]:
+        """The reaper on a cluster, where heartbeats live in other slots than the stream.
+
+        No script may touch both, so the heartbeats are read first, one key at
+        a time, and each candidate without one is deleted by FORGET_CONSUMER,
+        which re-checks atomically that it holds nothing pending. A consumer
+        that read meanwhile with nothing pending loses only its name: its next
+        read recreates it.
+        """
+        with translated():
+            found: list[dict[str, Any]] = await self.client.xinfo_consumers(stream, group)
+            gone = []
+            for c in found:
+                name = c["name"]
+                if int(c["pending"]) or int(c["idle"]) <= idle_ms:
+                    continue
+                if int(c.get("inactive", c["idle"])) <= idle_ms:
+                    continue
+                raw = name if isinstance(name, bytes) else str(name).encode()
+                if await self.client.exists(heartbeat_prefix.encode() + raw):
+                    continue
+                if int(await self._forget(keys=[stream], args=[group, raw])) >= 0:
+                    gone.append(_text(raw))
+        return gone
 
     async def add(self, stream: str, fields: Mapping[str, str | bytes]) -> str:
         with translated():

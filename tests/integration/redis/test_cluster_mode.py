@@ -140,3 +140,26 @@ async def test_registry_step_is_idempotent_and_the_latest_request_wins(
     )
     assert (False, {"api": "2.0.0"}) == (dropped, await cluster_adapter.hash_all(registry))
     assert {"api": later} == await cluster_adapter.hash_all(order)
+
+
+async def test_reaper_spares_live_heartbeats_and_pending_on_a_cluster(
+    cluster_adapter: StreamAdapter, prefix: str
+) -> None:
+    """Idle consumers go unless one holds a message or has a live heartbeat in another slot."""
+    keys = Keys(prefix).partition(partition_tags(12)[2])
+    heartbeat = Keys(prefix).heartbeat("")
+    await cluster_adapter.ensure_group(keys.started, "g")
+    await cluster_adapter.add(keys.started, {"n": "1"})
+    await cluster_adapter.read(keys.started, "g", "holder", count=1, block_ms=None)
+    for name in ("idle", "alive"):
+        await cluster_adapter.client.xgroup_createconsumer(keys.started, "g", name)
+    assert await cluster_adapter.heartbeat(heartbeat + "alive", "t", "{}", 60_000)
+    gone = await cluster_adapter.reap_consumers(
+        keys.started, "g", idle_ms=-1, heartbeat_prefix=heartbeat
+    )
+    info = await cluster_adapter.stream_info(keys.started)
+    assert info is not None
+    assert (["idle"], ["alive", "holder"]) == (
+        gone,
+        sorted(c.name for c in info.groups[0].consumers),
+    )
