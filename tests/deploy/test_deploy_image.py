@@ -156,5 +156,5 @@ def test_wheel_builds_from_the_build_context(tmp_path: Path) -> None:
         scripts = configparser.ConfigParser()
         scripts.read_string(archive.read(entry_points).decode())
     assert scripts["console_scripts"]["printery-workers"] == "printery.daemon.launch:main"
-    assert {"printery/launch.py", "printery/daemon.py"} <= names
+    assert {"printery/daemon/launch.py", "printery/daemon/serve.py"} <= names
     assert "printery/py.typed" in names
