@@ -8,7 +8,7 @@ all. Target: cluster at least 0.7 x standalone. Then, with the validator
 idle, it counts on each primary the connections the daemon's client holds
 and how many of them sit in a blocking XREADGROUP (``CLIENT LIST``).
 
-    python bench/cluster.py [--messages 12000] [--rounds 3]
+    python bench/cluster.py [--messages 12000] [--rounds 3] [--partitions 12]
 """
 
 from __future__ import annotations
@@ -98,8 +98,11 @@ async def connections(cluster: RedisCluster) -> list[tuple[int, int, int]]:
     return found
 
 
-async def main(count: int, rounds: int) -> None:
-    print(f"validator, standalone against a 3-primary cluster, {count} messages, {machine()}")
+async def main(count: int, rounds: int, partitions: int) -> None:
+    print(
+        f"validator, standalone against a 3-primary cluster ({partitions} partitions), "
+        f"{count} messages, {machine()}"
+    )
     binary = shutil.which("redis-server")
     if binary is None:
         raise SystemExit("bench: redis-server is not installed (apt-get install redis-server)")
@@ -118,7 +121,12 @@ async def main(count: int, rounds: int) -> None:
                 await adapter.close()
 
                 prefix = f"c{r}"
-                env = {"REDIS_URL": cluster.url, "REDIS_MODE": "cluster", "STREAM_PREFIX": prefix}
+                env = {
+                    "REDIS_URL": cluster.url,
+                    "REDIS_MODE": "cluster",
+                    "STREAM_PREFIX": prefix,
+                    "PARTITIONS": str(partitions),
+                }
                 settings = load_settings({}, env)
                 await fill_partitions(cluster.url, settings, count)
                 adapter = open_adapter(settings, client_name=CLIENT_NAME)
@@ -138,7 +146,7 @@ async def main(count: int, rounds: int) -> None:
                 ratios.append(clustered / standalone)
                 print(
                     f"  round {r + 1}: standalone {standalone:8,.0f} msg/s, "
-                    f"cluster (3 primaries, 12 partitions) {clustered:8,.0f} msg/s "
+                    f"cluster {clustered:8,.0f} msg/s "
                     f"({clustered / standalone:.2f} x)"
                 )
         finally:
@@ -152,5 +160,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=12_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--partitions", type=int, default=12)
     args = parser.parse_args()
-    anyio.run(main, args.messages, args.rounds)
+    anyio.run(main, args.messages, args.rounds, args.partitions)
