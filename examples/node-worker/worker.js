@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // A printery pool worker in Node: reverses the words a word-count worker counted.
 //
-// Pool protocol 1 (printery DESIGN §7): one JSON object per line each way. It says
+// Pool protocol 1: one JSON object per line each way. It says
 // "ready", answers each "task" with one "result", "ping" with "pong", and ends on
 // "shutdown" or the end of stdin. Its log goes to stderr; stdout is the protocol only.
 "use strict";

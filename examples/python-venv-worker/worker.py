@@ -1,6 +1,6 @@
 """A printery pool worker with its own virtualenv: counts the words of ``params.text``.
 
-Pool protocol 1 (printery DESIGN §7): say ``ready``, then answer each ``task``
+Pool protocol 1: say ``ready``, then answer each ``task``
 line with one ``result`` line; ``ping`` gets ``pong``; ``shutdown`` or the end
 of stdin ends it. stdout is the protocol only, so the log (structlog 21, a
 version printery's own environment cannot take) goes to stderr, where the

@@ -4,8 +4,9 @@ STREAM is a stream key (``printery:deployment:started``), a short name under
 the prefix (``started``, ``validated``, ``dependencies-satisfied``,
 ``notifications``), or either of those with ``:dead``.
 
-- ``list``: the oldest ``--limit`` dead letters, one line each.
-- ``show``: every field of one dead letter.
+- ``list``: the oldest ``--limit`` dead letters, one line each; without a
+  stream, one line per dead-letter stream (printery.admin.dlq_summary).
+- ``show``: every field of one dead letter (cut at ``SHOW_CHARS`` unless ``--full``).
 - ``replay``: the given ids, or ``--all`` (those present when the command
   starts, so a message that fails again is not replayed twice); each one is
   added back to its stream without the dead-letter fields and with
@@ -31,6 +32,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from printery.admin.dlq_summary import summarise
 from printery.admin.tables import parse_duration, render_table, shorten
 from printery.pipeline.publish import UsageProblem
 from printery.redis.adapter import DEAD_LETTER_FIELDS, StreamAdapter
@@ -50,6 +52,7 @@ __all__ = [
 
 _ID = re.compile(r"^\d+-\d+$")
 _PAGE = 100
+SHOW_CHARS = 500  # `dlq show` cuts a longer field (a 1 MiB data field) unless --full
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +68,8 @@ class DlqRequest:
     older_than: str = ""
     yes: bool = False
     as_json: bool = False
+    full: bool = False
+    prefix: str = "printery"
 
     @property
     def dead(self) -> str:
@@ -85,9 +90,12 @@ def add_dlq_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         "  printery dlq purge started --older-than 7d --yes",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    actions = dlq.add_subparsers(dest="action", required=True)
+    dlq.set_defaults(print_help=dlq.print_help)  # a bare `printery dlq` prints this help
+    actions = dlq.add_subparsers(dest="action", metavar="ACTION")
 
-    def action(name: str, text: str, examples: str) -> argparse.ArgumentParser:
+    def action(
+        name: str, text: str, examples: str, *, stream_optional: bool = False
+    ) -> argparse.ArgumentParser:
         parser: argparse.ArgumentParser = actions.add_parser(
             name,
             parents=[common],
@@ -96,13 +104,25 @@ def add_dlq_parser(sub: Any, common: argparse.ArgumentParser) -> None:
             epilog=f"examples:\n{examples}",
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        parser.add_argument("stream", metavar="STREAM", help="stream key or short name")
+        if stream_optional:
+            parser.add_argument(
+                "stream",
+                metavar="STREAM",
+                nargs="?",
+                help="stream key or short name; without it, a summary of every dead-letter stream",
+            )
+        else:
+            parser.add_argument("stream", metavar="STREAM", help="stream key or short name")
         return parser
 
     listing = action(
         "list",
-        "list the oldest dead letters of STREAM, one line each",
-        "  printery dlq list started\n  printery dlq list printery:notifications --limit 5 --json",
+        "list the oldest dead letters of STREAM, one line each (no STREAM: every dead-letter "
+        "stream, one line each)",
+        "  printery dlq list started\n"
+        "  printery dlq list printery:notifications --limit 5 --json\n"
+        "  printery dlq list            # every dead-letter stream, one line each",
+        stream_optional=True,
     )
     listing.add_argument("--limit", type=int, default=20, metavar="N", help="at most N (20)")
     listing.add_argument("--json", action="store_true", help="print JSON")
@@ -112,7 +132,12 @@ def add_dlq_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         "  printery dlq show started 1717171717171-0",
     )
     show.add_argument("ids", metavar="ID", nargs=1, help="the dead letter's id")
-    show.add_argument("--json", action="store_true", help="print JSON")
+    show.add_argument("--json", action="store_true", help="print JSON (always in full)")
+    show.add_argument(
+        "--full",
+        action="store_true",
+        help=f"print every field whole (longer ones are cut at {SHOW_CHARS} characters)",
+    )
     replay = action(
         "replay",
         "put dead letters back on STREAM, each with a fresh delivery count",
@@ -155,8 +180,11 @@ def resolve_stream(name: str, keys: Keys) -> str:
 
 
 def dlq_request(args: argparse.Namespace, keys: Keys) -> DlqRequest:
-    """Check the arguments; UsageProblem (one line, exit 2) when they make no sense."""
-    stream = resolve_stream(args.stream, keys)
+    """Check the arguments; UsageProblem (one line, exit 2) when they make no sense.
+
+    ``list`` without a stream is the summary of every dead-letter stream (``stream`` empty).
+    """
+    stream = "" if args.stream is None else resolve_stream(args.stream, keys)
     ids = tuple(dict.fromkeys(getattr(args, "ids", None) or ()))
     bad = [i for i in ids if not _ID.match(i)]
     if bad:
@@ -183,6 +211,8 @@ def dlq_request(args: argparse.Namespace, keys: Keys) -> DlqRequest:
         str(getattr(args, "older_than", None) or ""),
         bool(getattr(args, "yes", False)),
         bool(getattr(args, "json", False)),
+        bool(getattr(args, "full", False)),
+        keys.prefix,
     )
 
 
@@ -199,6 +229,8 @@ async def run(
     adapter: StreamAdapter, request: DlqRequest, confirm: Callable[[str], bool] = ask
 ) -> int:
     """Carry out the request; returns the exit code."""
+    if not request.stream:
+        return await summarise(adapter, request.prefix, as_json=request.as_json)
     for key in (request.stream, request.dead):
         kind = await adapter.key_type(key)
         if kind not in {"stream", "none"}:
@@ -264,10 +296,16 @@ async def _show(adapter: StreamAdapter, request: DlqRequest) -> int:
     meta = [(k, fields[k]) for k in DEAD_LETTER_FIELDS if k in fields]
     original = [(k, v) for k, v in fields.items() if k not in DEAD_LETTER_FIELDS]
     width = max(len(k) for k in fields)
+
+    def shown(value: str) -> str:
+        if request.full or len(value) <= SHOW_CHARS:
+            return value
+        return f"{value[:SHOW_CHARS]}… ({len(value)} characters; --full prints it whole)"
+
     print(f"dead letter {entry_id} in {request.dead}")
-    print("\n".join(f"  {k:<{width}}  {v}" for k, v in meta))
+    print("\n".join(f"  {k:<{width}}  {shown(v)}" for k, v in meta))
     print("original fields:")
-    print("\n".join(f"  {k:<{width}}  {v}" for k, v in original) or "  (none)")
+    print("\n".join(f"  {k:<{width}}  {shown(v)}" for k, v in original) or "  (none)")
     return 0
 
 

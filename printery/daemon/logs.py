@@ -1,4 +1,11 @@
-"""Logging: structlog, JSON lines in production, console rendering in development.
+"""Logging: structlog, JSON lines for machines, console rendering for people.
+
+``LOG_FORMAT`` decides (:func:`resolve_format`): ``json``, ``console``, or
+``auto`` (the default): console when stderr is a terminal, JSON otherwise, and
+JSON whenever ``ENVIRONMENT=production``, since a production process with a
+terminal attached (``docker run -t``) still feeds a log pipeline. So a
+container under Kubernetes writes JSON, and a developer's shell shows text,
+without either setting anything; ``staging`` no longer means console by itself.
 
 :func:`log_sink` turns lifecycle events into namespaced log events
 (``printery.worker_restart_scheduled``, ``worker=…, attempt=…, delay_s=…``).
@@ -32,7 +39,7 @@ from printery.lifecycle import (
     WorkerStateChanged,
 )
 
-__all__ = ["configure_logging", "get_logger", "log_sink"]
+__all__ = ["configure_logging", "get_logger", "log_sink", "resolve_format"]
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -42,21 +49,30 @@ _LEVELS = {
 }
 
 
-def configure_logging(level: str = "info", environment: str = "development") -> None:
-    """Configure structlog once per process; production writes one JSON object per line."""
+def resolve_format(log_format: str, environment: str, *, terminal: bool) -> str:
+    """``json`` or ``console``: what ``LOG_FORMAT`` means here (see the module docstring)."""
+    if log_format in {"json", "console"}:
+        return log_format
+    return "console" if terminal and environment != "production" else "json"
+
+
+def configure_logging(
+    level: str = "info", environment: str = "development", log_format: str = "auto"
+) -> None:
+    """Configure structlog once per process: one JSON object per line, or console text."""
+    terminal = sys.stderr.isatty()
+    as_json = resolve_format(log_format, environment, terminal=terminal) == "json"
     renderer: Any = (
         structlog.processors.JSONRenderer()
-        if environment == "production"
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        if as_json
+        else structlog.dev.ConsoleRenderer(colors=terminal)
     )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.dict_tracebacks
-            if environment == "production"
-            else structlog.dev.set_exc_info,
+            structlog.processors.dict_tracebacks if as_json else structlog.dev.set_exc_info,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),

@@ -108,7 +108,7 @@ class _LiveCollector(Collector):
 
 
 class Metrics:
-    """Every metric of DESIGN §4; ``sink`` subscribes to the lifecycle hub."""
+    """Every metric of docs/operations.md; ``sink`` subscribes to the lifecycle hub."""
 
     def __init__(
         self,
@@ -160,7 +160,7 @@ class Metrics:
         self.build.info({"version": __version__})
         self.trimmed = Counter(
             "printery_stream_trimmed",
-            "Entries removed by retention (DESIGN §6)",
+            "Entries removed by retention",
             ["stream"],
             registry=r,
         )

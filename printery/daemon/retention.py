@@ -1,4 +1,4 @@
-"""Retention (DESIGN §6): printery trims its own streams, so Redis memory stays bounded.
+"""Retention: printery trims its own streams, so Redis memory stays bounded.
 
 Redis keeps an entry after every group has acknowledged it (XACK deletes
 nothing), so an untrimmed stream grows until a ``noeviction`` Redis refuses

@@ -5,9 +5,9 @@
     parse flags ─► settings (bad: one line, exit 2) ─► logging ─► Redis ping
       (bad credentials: exit 2; unreachable: start degraded) ─► build workers
       (unknown, cycle: exit 2) ─► HTTP server ─► claim CONSUMER_NAME (taken: exit 2)
-      ─► start_all (beside the workers: heartbeat, trimmer) ─► … ─► SIGTERM/SIGINT
-      ─► stop_all (drain) ─► release heartbeat, close Redis ─► stop HTTP last ─► exit 0
-      (a second signal: exit 128+signal now)
+      ─► start_all (beside the workers: heartbeat, trimmer) ─► … ─► SIGTERM/SIGINT,
+      or (--burst) the backlog handled ─► stop_all (drain) ─► release heartbeat,
+      close Redis ─► stop HTTP last ─► exit 0   (a second signal: exit 128+signal now)
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import gc
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NoReturn
 
 import anyio
@@ -26,7 +26,8 @@ import stamina.instrumentation
 from anyio.abc import TaskStatus
 
 from printery import __version__
-from printery.daemon.discovery import load_factory
+from printery.daemon.burst import wait_until_handled
+from printery.daemon.discovery import build_worker, load_factory
 from printery.daemon.logs import configure_logging, get_logger, log_sink
 from printery.daemon.metrics import Metrics
 from printery.daemon.retention import Trimmer, partitioned_targets, targets
@@ -36,14 +37,15 @@ from printery.errors import ConfigError, ConsumerNameTaken, RedisPermanent, Redi
 from printery.lifecycle import Emit, Hub
 from printery.processes.worker import ProcessWorker, process_worker_factory
 from printery.processes.workers_file import load_workers_file
+from printery.redis.adapter import StreamAdapter
 from printery.redis.cluster import open_adapter, partitions_of, start_adapter
 from printery.redis.keys import Keys
 from printery.redis.replies import GroupStats
-from printery.settings import BUILTIN_WORKERS, Settings, load_settings
+from printery.settings import BUILTIN_WORKERS, Settings, environment_only_help, load_settings
 from printery.supervisor.heartbeat import Feed, Heartbeat
 from printery.supervisor.manager import WorkerManager
 from printery.supervisor.restarts import RestartPolicy
-from printery.worker import StreamWorker, Worker, WorkerDeps
+from printery.worker import StreamWorker, WorkerDeps
 
 __all__ = ["build_manager", "build_parser", "main", "run"]
 
@@ -74,6 +76,11 @@ _FLAGS: dict[str, tuple[str, Any, str]] = {
         "seconds running before restarts reset [RESTART_WINDOW]",
     ),
     "--log-level": ("log_level", str, "debug, info, warn, error [LOG_LEVEL]"),
+    "--log-format": (
+        "log_format",
+        str,
+        "json, console, or auto: console on a terminal, else JSON; JSON in production [LOG_FORMAT]",
+    ),
     "--environment": ("environment", str, "development, staging, production [ENVIRONMENT]"),
     "--http-host": ("http_host", str, "address of /health, /ready, /metrics [HTTP_HOST]"),
     "--http-port": ("http_port", int, "port of the endpoints; 0 disables [HTTP_PORT]"),
@@ -92,9 +99,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    flagged = {field for field, _, _ in _FLAGS.values()} | {"supervised_mode"}
     parser = _Parser(
         prog="printery-workers",
         description="Run printery's Redis Streams workers under supervision.",
+        epilog=environment_only_help(flagged),
     )
     for flag, (field, kind, text) in _FLAGS.items():
         parser.add_argument(
@@ -112,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
         const=True,
         default=None,
         help="restart crashed or hung workers in-process [SUPERVISED_MODE]",
+    )
+    parser.add_argument(
+        "--burst",
+        action="store_true",
+        help="handle the backlog, then drain and exit 0: each stream worker's group has "
+        "nothing waiting or pending (for cron jobs and tests)",
     )
     parser.add_argument("--version", action="version", version=f"printery {__version__}")
     return parser
@@ -133,11 +148,11 @@ def run(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"printery-workers: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level, settings.environment)
+    configure_logging(settings.log_level, settings.environment, settings.log_format)
     # Reconnects are reported through printery's own events, not stamina's log lines.
     stamina.instrumentation.set_on_retry_hooks([])
     try:
-        return anyio.run(_serve, settings)
+        return anyio.run(_serve, settings, args.burst)
     except Exception as exc:
         refused = find(exc, RedisPermanent)
         if refused is not None:
@@ -186,9 +201,7 @@ def build_manager(settings: Settings, deps: WorkerDeps, emit: Emit) -> WorkerMan
                     raise
                 listed = ", ".join(declared)
                 raise ConfigError(exc.setting, f"{exc.reason}; WORKERS_FILE has {listed}") from None
-        worker = factory(deps)
-        if not isinstance(worker, Worker):
-            raise ConfigError("WORKER_MODE", f"{name!r} did not build a worker")
+        worker = build_worker(name, deps, factory)
         # A StreamWorker carries its own hang timeout; for others, read the setting.
         hang = None if isinstance(worker, StreamWorker) else settings.hang_timeout_for(worker.name)
         manager.register(worker, hang_timeout=hang)
@@ -196,7 +209,7 @@ def build_manager(settings: Settings, deps: WorkerDeps, emit: Emit) -> WorkerMan
     return manager
 
 
-async def _serve(settings: Settings) -> int:
+async def _serve(settings: Settings, burst: bool = False) -> int:
     log = get_logger(consumer=settings.consumer_name)
     keys = Keys(settings.stream_prefix)
     hub = Hub([log_sink(settings.consumer_name)])
@@ -277,7 +290,10 @@ async def _serve(settings: Settings) -> int:
         # Redis away at start: the heartbeat loop writes the record when it returns.
         with contextlib.suppress(RedisUnavailable):
             await heartbeat.claim()
-        code = await _supervise(settings, manager, heartbeat, log, endpoints.port, trimmer=trimmer)
+        idle = _burst_waiter(adapter, manager, settings) if burst else None
+        code = await _supervise(
+            settings, manager, heartbeat, log, endpoints.port, trimmer=trimmer, burst=idle
+        )
         # Within what is left of SHUTDOWN_TIMEOUT (at least a moment): with Redis
         # stalled the release would wait a socket timeout, and the record expires anyway.
         with anyio.CancelScope(deadline=max(manager.stop_deadline, anyio.current_time() + 0.1)):
@@ -300,6 +316,20 @@ async def _start_then_freeze(manager: WorkerManager) -> None:
     gc.freeze()
 
 
+def _burst_waiter(
+    adapter: StreamAdapter, manager: WorkerManager, settings: Settings
+) -> Callable[[], Awaitable[None]]:
+    async def wait() -> None:
+        await wait_until_handled(
+            adapter,
+            manager.workers(),
+            manager.status,
+            interval_s=min(0.25, settings.block_ms / 1000),
+        )
+
+    return wait
+
+
 async def _supervise(
     settings: Settings,
     manager: WorkerManager,
@@ -308,9 +338,17 @@ async def _supervise(
     port: int | None,
     *,
     trimmer: Trimmer,
+    burst: Callable[[], Awaitable[None]] | None = None,
 ) -> int:
     shutdown = anyio.Event()
     name_lost: list[ConsumerNameTaken] = []
+    handled: list[bool] = []
+
+    async def burst_then_drain(wait: Callable[[], Awaitable[None]]) -> None:
+        await wait()
+        log.info("printery.burst_handled")
+        handled.append(True)
+        shutdown.set()
 
     async def keep_heartbeat() -> None:
         try:
@@ -328,8 +366,10 @@ async def _supervise(
             shutdown.set()
         await tg.start(manager.run)
         tg.start_soon(keep_heartbeat)
-        tg.start_soon(trimmer.run)  # retention (DESIGN §6); reports Redis errors, never raises them
+        tg.start_soon(trimmer.run)  # retention; reports Redis errors, never raises them
         tg.start_soon(_start_then_freeze, manager)
+        if burst is not None:
+            tg.start_soon(burst_then_drain, burst)
         log.info(
             "printery.daemon_started",
             version=__version__,
@@ -351,6 +391,8 @@ async def _supervise(
             "printery.drain_started",
             reason="consumer name taken"
             if name_lost
+            else "burst: backlog handled"
+            if handled
             else "signal"
             if shutdown.is_set()
             else "fatal",

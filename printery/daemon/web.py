@@ -1,4 +1,4 @@
-"""HTTP endpoints: /health, /ready, /metrics, /status (DESIGN §4), served by aiohttp."""
+"""HTTP endpoints: /health, /ready, /metrics, /status (docs/operations.md), served by aiohttp."""
 
 from __future__ import annotations
 

@@ -34,7 +34,7 @@ def serve(settings: Settings, host: str | None, port: int | None) -> int:
     except ConfigError as exc:
         print(f"printery: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level, settings.environment)
+    configure_logging(settings.log_level, settings.environment, settings.log_format)
     try:
         return asyncio.run(_serve(settings, config))
     except KeyboardInterrupt:

@@ -2,7 +2,7 @@
 
 The overview and ``/api/status`` are served from the sampler's snapshot and
 never read Redis themselves. A timeline is one record (a deployment's, or a
-task's of DESIGN §7), read when asked for: two commands.
+task's), read when asked for: two commands.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ _STAGES: Final = ("validation", "dependencies", "health", "notification")
 
 
 def task_key(keys: Keys, event_id: str) -> str:
-    """DESIGN §7: ``<prefix>:task:<event id>``, a hash; its log is ``…:log``, a list."""
+    """The task record: ``<prefix>:task:<event id>``, a hash; its log is ``…:log``, a list."""
     return f"{keys.prefix}:task:{event_id}"
 
 

@@ -37,50 +37,75 @@ class Handling(ConsumerState):
     async def _handler_loop(
         self, buffer: MemoryObjectReceiveStream[Entry], commits: MemoryObjectSendStream[Commit]
     ) -> None:
+        # One cancel scope per handler task, not per message (a scope costs about as
+        # much as a small handler's work): the watchdog cuts the task's scope, and a
+        # fresh one is made only after a cut.
         async with buffer, commits:
-            yield_at = 0.0
-            while True:
-                # Buffered messages are taken back to back, yielding to the other tasks
-                # once per _SLICE_S rather than once per message: a yield is a trip
-                # round the event loop, which costs as much as a small handler.
+            slot = _Slot()
+            while not slot.ended:
+                with anyio.CancelScope() as slot.scope:
+                    await self._handle_buffered(buffer, commits, slot)
+                if slot.cut is not None:
+                    entry, started = slot.cut
+                    slot.cut = None
+                    if not slot.completed:
+                        reason = f"hung: no progress for {self.hang_timeout:g} s"
+                        self._retry(entry, reason, commits, started)
+                    self.progress()
+
+    async def _handle_buffered(
+        self,
+        buffer: MemoryObjectReceiveStream[Entry],
+        commits: MemoryObjectSendStream[Commit],
+        slot: _Slot,
+    ) -> None:
+        """Handle buffered messages until the buffer ends, or until a cut handler has ended."""
+        yield_at = 0.0
+        while True:
+            # Buffered messages are taken back to back, yielding to the other tasks
+            # once per _SLICE_S rather than once per message: a yield is a trip
+            # round the event loop, which costs as much as a small handler.
+            try:
+                entry = buffer.receive_nowait()
+            except anyio.WouldBlock:
                 try:
-                    entry = buffer.receive_nowait()
-                except anyio.WouldBlock:
-                    try:
-                        entry = await buffer.receive()  # waits, so others have run
-                    except anyio.EndOfStream:
-                        return
-                    yield_at = time.monotonic() + _SLICE_S
+                    entry = await buffer.receive()  # waits, so others have run
                 except anyio.EndOfStream:
+                    slot.ended = True
                     return
-                else:
-                    now = time.monotonic()
-                    if now >= yield_at:
-                        await anyio.lowlevel.checkpoint()
-                        yield_at = now + _SLICE_S
-                if entry.id not in self.held or self.ctx.stopping.is_set():
-                    continue  # draining: nothing new starts; it is handed back instead
-                self.started.add(entry.id)
-                if len(self.started) >= len(self.held):
-                    self._space.set()  # the last one buffered: the read loop may read now
-                self.running[entry.id] = self.ctx.clock()
-                if not self._watch.is_set():
-                    self._watch.set()
-                token = HANDLING.set((self, entry.id))
-                started = time.perf_counter()
-                try:
-                    with anyio.CancelScope() as scope:
-                        self._scopes[entry.id] = scope
-                        await self._process(entry, commits)
-                finally:
-                    HANDLING.reset(token)
-                    self.running.pop(entry.id, None)
-                    self._scopes.pop(entry.id, None)
-                    cut = self._cut.pop(entry.id, None) is not None
-                if cut and scope.cancelled_caught:
-                    reason = f"hung: no progress for {self.hang_timeout:g} s"
-                    self._retry(entry, reason, commits, started)
-                self.progress()  # a handler finished
+                yield_at = time.monotonic() + _SLICE_S
+            except anyio.EndOfStream:
+                slot.ended = True
+                return
+            else:
+                now = time.monotonic()
+                if now >= yield_at:
+                    await anyio.lowlevel.checkpoint()
+                    yield_at = now + _SLICE_S
+            if entry.id not in self.held or self.ctx.stopping.is_set():
+                continue  # draining: nothing new starts; it is handed back instead
+            self.started.add(entry.id)
+            if len(self.started) >= len(self.held):
+                self._space.set()  # the last one buffered: the read loop may read now
+            self.running[entry.id] = self.ctx.clock()
+            if not self._watch.is_set():
+                self._watch.set()
+            self._scopes[entry.id] = slot.scope
+            token = HANDLING.set((self, entry.id))
+            started = time.perf_counter()
+            slot.completed = False
+            try:
+                await self._process(entry, commits)
+                slot.completed = True
+            finally:
+                HANDLING.reset(token)
+                self.running.pop(entry.id, None)
+                del self._scopes[entry.id]
+                if self._cut.pop(entry.id, None) is not None:
+                    slot.cut = (entry, started)
+            if slot.cut is not None:
+                return  # it ignored its cut and finished: on in a fresh scope
+            self.progress()  # a handler finished
 
     def _stalest_handler(self) -> float | None:
         """When the longest-cut handler that ignores its cancellation was cut, or None.
@@ -248,3 +273,15 @@ def _submit(commits: MemoryObjectSendStream[Commit], commit: Commit) -> None:
     """
     with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
         commits.send_nowait(commit)
+
+
+class _Slot:
+    """One handler task's scope, and what the watchdog's cut left for the task to settle."""
+
+    __slots__ = ("completed", "cut", "ended", "scope")
+
+    def __init__(self) -> None:
+        self.scope = anyio.CancelScope()
+        self.cut: tuple[Entry, float] | None = None
+        self.completed = False
+        self.ended = False

@@ -1,6 +1,6 @@
 """One worker over every partition of its stage: a consumer per partition stream.
 
-In cluster mode (DESIGN §9) a stage's stream is ``PARTITIONS`` streams, one
+In cluster mode (README "Redis Cluster") a stage's stream is ``PARTITIONS`` streams, one
 per hash tag, spread over the primaries. A worker reads all of them: one
 :class:`~printery.engine.consumer.StreamConsumer` per partition, in one task
 group, every daemon in the same consumer groups (no assignment protocol:

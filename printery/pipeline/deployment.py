@@ -70,7 +70,7 @@ class Deployment:
     health_check: HealthCheck | None
 
     def to_data(self) -> dict[str, object]:
-        """The DESIGN §3 shape again, so later stages re-validate what they are handed."""
+        """The shape of docs/events.md again, so later stages re-validate what they are handed."""
         data: dict[str, object] = {
             "deployment_id": self.deployment_id,
             "service": self.service,

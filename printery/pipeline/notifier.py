@@ -17,7 +17,9 @@
 
 Each POST carries the CloudEvent in structured mode (``application/cloudevents+json``),
 ``Idempotency-Key: <event id>`` and, when ``NOTIFY_WEBHOOK_SECRET`` is set,
-``X-Printery-Signature: sha256=<hex HMAC-SHA256 of the exact body bytes>``.
+``X-Printery-Signature: sha256=<hex HMAC-SHA256 of the exact body bytes>`` and the
+Standard Webhooks ``webhook-id`` / ``webhook-timestamp`` / ``webhook-signature``
+headers, stamped per POST (printery.pipeline.signatures).
 
 The marker outlives the ack: it also keeps a duplicate of the event (an
 upstream redelivery publishes the same event id again) from being POSTed
@@ -34,7 +36,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import hmac
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -52,6 +53,7 @@ from printery.envelope import Event, compact_json, now_rfc3339
 from printery.errors import Permanent, RedisUnavailable, RetryLater
 from printery.message import Message
 from printery.pipeline.http_worker import HttpStreamWorker
+from printery.pipeline.signatures import Signer, printery_signature
 from printery.pipeline.timeline import timeline_writes
 from printery.redis.writes import Write
 from printery.settings import Settings, redact_url
@@ -65,9 +67,7 @@ _RETRYABLE_4XX = frozenset({408, 429})  # timeouts and rate limits: the receiver
 _ERROR_CHARS = 300
 
 
-def sign(secret: str, body: bytes) -> str:
-    """The ``X-Printery-Signature`` value for ``body``."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+sign = printery_signature  # the name callers have imported from here
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +116,7 @@ class NotifierWorker(HttpStreamWorker):
         super().__init__(deps)
         self.urls = self.settings.webhook_urls
         self.secret = self.settings.notify_webhook_secret
+        self.signer = Signer(self.secret) if self.secret else None
         self.log = get_logger(worker=self.name)
         self._routes: dict[str, _Route] = {}
         self.longest_delivery_s = _longest_delivery_s(self.settings)
@@ -184,8 +185,8 @@ class NotifierWorker(HttpStreamWorker):
             "Idempotency-Key": event.id,
             "User-Agent": f"printery/{__version__}",
         }
-        if self.secret:
-            headers["X-Printery-Signature"] = sign(self.secret, body)
+        if self.signer is not None:
+            headers.update(self.signer.body_headers(body))
         # Each delivery is bounded (timeouts, attempts, waits): promise the hang
         # detector progress within that bound, rather than beat through it.
         self.beat(within=self.longest_delivery_s)
@@ -214,7 +215,7 @@ class NotifierWorker(HttpStreamWorker):
         if earlier is not None:
             return Delivery(url, True, _int_or_none(earlier), 0, earlier=True)
         try:
-            status, attempts = await self._post_until_final(url, body, headers)
+            status, attempts = await self._post_until_final(url, event_id, body, headers)
         except _Transient as exc:
             attempts = self.settings.notify_webhook_attempts
             return Delivery(url, False, exc.status, attempts, exc.error, transient=True)
@@ -227,7 +228,7 @@ class NotifierWorker(HttpStreamWorker):
         return self.keys.delivery_marker(event_id, hashlib.sha256(url.encode()).hexdigest()[:16])
 
     async def _post_until_final(
-        self, url: str, body: bytes, headers: dict[str, str]
+        self, url: str, event_id: str, body: bytes, headers: dict[str, str]
     ) -> tuple[int, int]:
         """POST until an answer that is not transient: (status, attempts).
 
@@ -235,7 +236,7 @@ class NotifierWorker(HttpStreamWorker):
         setting up the retry loop would cost more than the POST itself.
         """
         try:
-            return await self._post(url, body, headers), 1
+            return await self._post(url, event_id, body, headers), 1
         except _Transient as exc:
             failed = exc
         settings = self.settings
@@ -251,7 +252,7 @@ class NotifierWorker(HttpStreamWorker):
             with attempt:
                 if attempt.num == 1:
                     raise failed  # the try above: stamina waits, then tries again
-                return await self._post(url, body, headers), attempt.num
+                return await self._post(url, event_id, body, headers), attempt.num
         raise AssertionError("unreachable: retry_context raises when attempts run out")
 
     async def _keep_markers(self, event_id: str, results: Sequence[Delivery]) -> None:
@@ -274,12 +275,14 @@ class NotifierWorker(HttpStreamWorker):
                     error=str(exc),
                 )
 
-    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
+    async def _post(self, url: str, event_id: str, body: bytes, headers: dict[str, str]) -> int:
         timeout = self.settings.notify_webhook_timeout
         session = self.http()
         route = self._routes.get(url, _DIRECT)
         if route.headers is not None:
             headers = {**headers, **route.headers}
+        if self.signer is not None:  # stamped per POST: a late retry is not "too old"
+            headers = {**headers, **self.signer.attempt_headers(event_id, body)}
         try:
             async with session.post(
                 url,

@@ -40,7 +40,7 @@ _FLAGS: tuple[tuple[str, str, type, str, str], ...] = (
     ("--expect-status", "expect_status", int, "CODE", "healthy status code (default 200)"),
     ("--healthy-threshold", "healthy_threshold", int, "N", "successes in a row (default 2)"),
     ("--interval", "interval_s", float, "SECONDS", "between polls (default 5)"),
-    ("--timeout", "timeout_s", float, "SECONDS", "per poll (default 2)"),
+    ("--timeout", "timeout_s", float, "SECONDS", "per health poll (default 2)"),
     ("--deadline", "deadline_s", float, "SECONDS", "to turn healthy (default 300)"),
 )
 _HEALTH_FLAGS = ("expect_status", "healthy_threshold", "interval_s", "timeout_s", "deadline_s")
@@ -69,9 +69,13 @@ def add_publish_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         help="publish a deployment.started event",
         description="Publish a deployment.started event to <prefix>:deployment:started "
         "and print the deployment id.",
-        epilog="example: printery publish deployment --service billing-api --version 1.4.2 "
+        epilog="examples:\n"
+        "  printery publish deployment --service billing-api --version 1.4.2 "
         "--environment staging --depends-on auth-api@^2.1.0 "
-        "--health-url http://billing-api:8080/healthz",
+        "--health-url http://billing-api:8080/healthz\n"
+        "  printery publish deployment --file dep.json --wait --wait-timeout 900 "
+        "|| exit $?   # gate CI on the outcome",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     for flag, dest, kind, metavar, text in _FLAGS:
         dep.add_argument(flag, dest=dest, type=kind, metavar=metavar, help=text)
@@ -87,6 +91,21 @@ def add_publish_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         dest="validate",
         action="store_false",
         help="send the request even if it breaks the validator's rules",
+    )
+    # --timeout is the health check's per-poll timeout (above): the wait's bound is its own flag.
+    dep.add_argument(
+        "--wait",
+        action="store_true",
+        help="follow the deployment to its outcome and exit by it: 0 healthy, "
+        "1 rejected, blocked or unhealthy, 3 no outcome within --wait-timeout",
+    )
+    dep.add_argument(
+        "--wait-timeout",
+        dest="wait_timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="how long --wait waits (default 600; implies --wait)",
     )
 
 

@@ -1,4 +1,4 @@
-"""``printery worker-check``: the protocol cases of DESIGN §7, run against a worker without Redis.
+"""``printery worker-check``: the pool protocol's cases, run against a worker without Redis.
 
 For a worker author's CI: ``printery worker-check NAME`` (from the workers
 file) or ``printery worker-check -- COMMAND…`` (pool mode unless

@@ -1,4 +1,4 @@
-"""The messages between the daemon and a worker's process (DESIGN §7), and nothing else.
+"""The messages between the daemon and a worker's process, and nothing else.
 
 Pool protocol, version 1: one JSON object per line, UTF-8, each way::
 

@@ -1,4 +1,4 @@
-"""What each message did: the task record of DESIGN §7, kept like a deployment's timeline.
+"""What each message did: the task record, kept like a deployment's timeline.
 
 ::
 
@@ -32,9 +32,11 @@ __all__ = [
     "TaskRecord",
     "format_task",
     "line_writes",
+    "outcome_fields",
     "read_task",
     "record_writes",
     "run_task_command",
+    "task_key",
 ]
 
 LOG_CAP = 100

@@ -4,7 +4,7 @@ Read with the standard library's ``tomllib``. Every mistake is one
 :class:`~printery.errors.ConfigError` naming the file, the worker and the key
 (``WORKERS_FILE: /etc/printery/workers.toml: workers.thumbs.mode: must be
 "pool" or "oneshot" (got 'fork')``), so the daemon exits 2 before it touches
-Redis. Defaults, as DESIGN §7 lists them:
+Redis. Defaults, as the README lists them:
 
 =====================  =======  ==============================================
 key                    default  meaning

@@ -32,7 +32,7 @@ from printery.errors import (
     RedisPermanent,
     RedisUnavailable,
 )
-from printery.redis import scripts
+from printery.redis import diagnose, scripts
 from printery.redis.replies import (
     ConsumerInfo,
     Entry,
@@ -108,6 +108,21 @@ _CLUSTER_UNREACHABLE: Final = (
 )
 
 
+class DatabaseOutOfRange(RedisPermanent):
+    """The URL's database index is past the server's ``databases``: ``ping`` names the count."""
+
+
+def _refused(message: str) -> str:
+    """A refusal of the credentials, said as one: never "cannot reach"."""
+    if message.startswith("HELLO must be called with the client already authenticated"):
+        return "refused: the server wants a password, and the URL gives none"
+    if message.startswith("NOAUTH"):
+        return f"refused: the server wants a password, and the URL gives none ({message})"
+    if message.startswith("NOPERM"):
+        return f"refused by the ACL: {message}"
+    return f"refused the user or password: {message}"
+
+
 def _with_code(exc: Exception) -> str:
     code = next((c for kind, c in _STRIPPED_CODES.items() if isinstance(exc, kind)), "")
     message = str(exc)
@@ -147,10 +162,12 @@ def translated() -> Iterator[None]:
         ):
             raise RedisUnavailable(message) from exc
         if message.startswith(("NOAUTH", "WRONGPASS", "NOPERM")):
-            raise RedisPermanent(message) from exc
+            raise RedisPermanent(_refused(message)) from exc
+        if "DB index is out of range" in message:
+            raise DatabaseOutOfRange(message) from exc
         raise RedisError(message) from exc  # unexpected: the supervisor counts a crash
     except (rex.AuthenticationError, rex.AuthorizationError) as exc:
-        raise RedisPermanent(str(exc) or type(exc).__name__) from exc
+        raise RedisPermanent(_refused(str(exc) or type(exc).__name__)) from exc
     except (rex.ConnectionError, rex.TimeoutError, OSError, TimeoutError) as exc:
         raise RedisUnavailable(str(exc) or type(exc).__name__) from exc
     except AttributeError as exc:
@@ -225,8 +242,18 @@ class StreamAdapter:
         self._unlock = client.register_script(scripts.UNLOCK)
 
     async def ping(self) -> None:
-        with translated():
-            await self.client.ping()
+        """PING; a failure caused by a mistake in the URL says so (printery.redis.diagnose)."""
+        try:
+            with translated():
+                await self.client.ping()
+        except DatabaseOutOfRange as exc:
+            raise RedisPermanent(await diagnose.databases_hint(self.client)) from exc
+        except RedisUnavailable as exc:
+            hint = await diagnose.tls_hint(self.client, str(exc))
+            if hint is None:
+                raise
+            permanent, message = hint
+            raise (RedisPermanent if permanent else RedisUnavailable)(message) from exc
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):

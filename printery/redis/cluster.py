@@ -1,4 +1,4 @@
-"""Redis Cluster mode (DESIGN §9): the client, the server's mode, the partition count.
+"""Redis Cluster mode (README "Redis Cluster"): the client, the server's mode, the partition count.
 
 ``REDIS_MODE`` must say what the server is. A standalone client pointed at a
 cluster node works until the first key on another node (a MOVED reply, a

@@ -1,6 +1,6 @@
 """Every Redis key printery owns, in one place, under one prefix.
 
-On a Redis Cluster (DESIGN §9) every key one deployment or task touches in a
+On a Redis Cluster (README "Redis Cluster") every key one deployment or task touches in a
 commit carries its partition's hash tag, so the commit stays one script in
 one slot::
 
@@ -92,7 +92,7 @@ def partition_of(deployment_id: str, count: int) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Keys:
-    """Key names derived from ``STREAM_PREFIX``; see DESIGN §3 and §9.
+    """Key names derived from ``STREAM_PREFIX``; see docs/events.md and README "Redis Cluster".
 
     ``tag`` is the partition's hash tag in cluster mode, None in standalone
     mode (today's names, unchanged).
@@ -165,7 +165,7 @@ class Keys:
         return f"{self.prefix}:{{{META_TAG}}}:partitions"
 
     def trim_lock(self, stream: str) -> str:
-        """Held by the one daemon trimming ``stream`` right now (DESIGN §6)."""
+        """Held by the one daemon trimming ``stream`` right now."""
         return f"{self.prefix}:trim-lock:{stream}"
 
     def delivery_marker(self, event_id: str, url_digest: str) -> str:

@@ -4,6 +4,19 @@ The record doubles as the lock on ``CONSUMER_NAME``: it carries a random token,
 and a second process with the same name finds a live record with another
 token and refuses to start, instead of silently sharing one consumer.
 
+A record held by another token is either a live daemon's or the leftover of
+one that just died (a pod restarted under the same name). The difference
+shows within one interval: a live holder rewrites its record, a dead one
+does not. So :meth:`Heartbeat.claim` watches the record; it refuses, naming
+the holder's host and pid, as soon as the record changes, and waits out the
+TTL only for a record that stays still::
+
+    SET (our token) ─ ok ─► ours
+      └ held ─► GET the holder's record every interval/20
+                  ├ rewritten (≤ 1 interval) ─► ConsumerNameTaken: host, pid
+                  ├ gone (expired) ───────────► SET again
+                  └ still, past TTL + interval ► ConsumerNameTaken
+
 The record (JSON; ``printery status`` reads it, and treats one whose
 ``updated_at`` is older than 2 × ``interval_s`` as stale)::
 
@@ -115,16 +128,26 @@ class Heartbeat:
     async def claim(self) -> None:
         """Take the consumer name; waits out a stale record of a process that just died.
 
-        Raises ConsumerNameTaken when a live daemon keeps the record fresh.
+        Raises ConsumerNameTaken, naming the holder, once the holder rewrites its
+        record (within one of its intervals): a live daemon has the name.
         """
         deadline = time.monotonic() + self.ttl_ms / 1000 + self.interval
+        first: str | None = None
+        step = max(0.02, min(self.interval / 20, 0.25))
         while not await self.adapter.heartbeat(self.key, self.token, self.record(), self.ttl_ms):
+            current = await self.adapter.get(self.key)
+            if current is not None and first is not None and current != first:
+                raise ConsumerNameTaken(self._in_use(current))
+            first = first or current
             if time.monotonic() > deadline:
-                raise ConsumerNameTaken(
-                    f"CONSUMER_NAME {self.consumer!r} is in use by another live daemon "
-                    f"(heartbeat {self.key}); give each process its own name"
-                )
-            await anyio.sleep(self.interval / 2)
+                raise ConsumerNameTaken(self._in_use(current or first))
+            await anyio.sleep(step)
+
+    def _in_use(self, record: str | None) -> str:
+        return (
+            f"CONSUMER_NAME {self.consumer!r} is in use by {_holder(record)} "
+            f"(heartbeat {self.key}); give each process its own name"
+        )
 
     async def run(self) -> None:
         while True:
@@ -134,8 +157,9 @@ class Heartbeat:
                     self.key, self.token, self.record(), self.ttl_ms
                 ):
                     # Redis lost our record (flushed) and another process took the name.
+                    holder = _holder(await self.adapter.get(self.key))
                     raise ConsumerNameTaken(
-                        f"CONSUMER_NAME {self.consumer!r} was taken by another daemon"
+                        f"CONSUMER_NAME {self.consumer!r} was taken by {holder}"
                     )
             except (RedisUnavailable, RedisPermanent):
                 # The workers report the outage (or the refusal, and decide the exit
@@ -147,3 +171,17 @@ class Heartbeat:
             await self.adapter.release_heartbeat(self.key, self.token)
         except (RedisUnavailable, RedisPermanent):
             return  # the record expires with its TTL
+
+
+def _holder(record: str | None) -> str:
+    """ "a live daemon on host H, pid P", from the holder's record (as much as it says)."""
+    try:
+        found = json.loads(record) if record else {}
+    except ValueError:
+        found = {}
+    if not isinstance(found, dict):
+        found = {}
+    host, pid = found.get("host"), found.get("pid")
+    if host is None and pid is None:
+        return "another live daemon"
+    return f"a live daemon on host {host or '?'}, pid {pid if pid is not None else '?'}"

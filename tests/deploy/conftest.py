@@ -22,3 +22,13 @@ def manifests(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
     if request.param == "base":
         return support.base_docs()
     return support.render(support.DEPLOY / "k8s" / request.param)
+
+
+@pytest.fixture(params=["base+components", *(f"overlays/{name}" for name in _OVERLAYS)])
+def all_manifests(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
+    """The base with every optional component (KEDA, Prometheus Operator), or an overlay."""
+    from tests.deploy import support
+
+    if request.param == "base+components":
+        return support.full_docs()
+    return support.render(support.DEPLOY / "k8s" / request.param)

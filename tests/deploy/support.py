@@ -8,6 +8,7 @@ validators (hadolint, kubernetes-validate, promtool, check-jsonschema).
 
 from __future__ import annotations
 
+import functools
 import shutil
 import subprocess
 from pathlib import Path
@@ -22,9 +23,10 @@ yaml = pytest.importorskip(
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 K8S_BASE = DEPLOY / "k8s" / "base"
+K8S_COMPONENTS = sorted(p for p in (DEPLOY / "k8s" / "components").iterdir() if p.is_dir())
 K8S_OVERLAYS = sorted(p for p in (DEPLOY / "k8s" / "overlays").iterdir() if p.is_dir())
 
-# DESIGN §3: each worker and the stream its consumer group reads.
+# docs/events.md: each worker and the stream its consumer group reads.
 WORKER_STREAMS = {
     "validator": "printery:deployment:started",
     "dependency-checker": "printery:deployment:validated",
@@ -67,6 +69,12 @@ def render(kustomization_dir: Path) -> list[dict[str, Any]]:
     command = kustomize_command()
     if command is None:
         pytest.skip("neither kustomize nor kubectl is installed; the static checks still ran")
+    return [doc for doc in yaml.safe_load_all(_rendered(tuple(command), kustomization_dir)) if doc]
+
+
+@functools.cache
+def _rendered(command: tuple[str, ...], kustomization_dir: Path) -> str:
+    """kustomize's output, once per directory per session: a render takes about a second."""
     result = subprocess.run(
         [*command, str(kustomization_dir)],
         capture_output=True,
@@ -75,16 +83,26 @@ def render(kustomization_dir: Path) -> list[dict[str, Any]]:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    return result.stdout
+
+
+def listed_docs(directory: Path) -> list[dict[str, Any]]:
+    """The resources a kustomization or component lists, as written (without kustomize)."""
+    kustomization = load_docs(directory / "kustomization.yaml")[0]
+    docs: list[dict[str, Any]] = []
+    for resource in kustomization["resources"]:
+        docs.extend(load_docs(directory / resource))
+    return docs
 
 
 def base_docs() -> list[dict[str, Any]]:
     """The base's resources as written, without kustomize (every file it lists)."""
-    kustomization = load_docs(K8S_BASE / "kustomization.yaml")[0]
-    docs: list[dict[str, Any]] = []
-    for resource in kustomization["resources"]:
-        docs.extend(load_docs(K8S_BASE / resource))
-    return docs
+    return listed_docs(K8S_BASE)
+
+
+def full_docs() -> list[dict[str, Any]]:
+    """The base and every optional component, as written: what a cluster with both gets."""
+    return [doc for d in (K8S_BASE, *K8S_COMPONENTS) for doc in listed_docs(d)]
 
 
 def by_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:

@@ -8,13 +8,17 @@ and that the context .dockerignore lets through is enough to build the wheel.
 from __future__ import annotations
 
 import configparser
+import contextlib
+import http.server
 import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import tomllib
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -124,11 +128,14 @@ def test_build_context_holds_what_the_builder_copies() -> None:
     reason="builds a wheel (slow, needs the package index): set PRINTERY_DEPLOY_BUILD=1",
 )
 def test_wheel_builds_from_the_build_context(tmp_path: Path) -> None:
-    """`pip wheel` in a copy of exactly the build context gives a wheel with the entry point."""
+    """`pip wheel` on exactly what the builder copies gives a wheel with entry point and licence."""
     context = tmp_path / "context"
+    copied = [
+        source.rstrip("/") for copy in _values(_stages()[0], "COPY") for source in copy.split()[:-1]
+    ]
     for relative in sorted(_context_files()):
         source = support.REPO / relative
-        if source.is_file():
+        if source.is_file() and any(relative == c or relative.startswith(c + "/") for c in copied):
             (context / relative).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, context / relative)
     result = subprocess.run(
@@ -155,6 +162,84 @@ def test_wheel_builds_from_the_build_context(tmp_path: Path) -> None:
         [entry_points] = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
         scripts = configparser.ConfigParser()
         scripts.read_string(archive.read(entry_points).decode())
+        [metadata] = [n for n in names if n.endswith(".dist-info/METADATA")]
+        headers = archive.read(metadata).decode().split("\n\n", 1)[0].splitlines()
+        licences = [n for n in names if n.endswith(".dist-info/licenses/LICENSE")]
     assert scripts["console_scripts"]["printery-workers"] == "printery.daemon.launch:main"
-    assert {"printery/daemon/launch.py", "printery/daemon/serve.py"} <= names
+    assert {"printery/daemon/launch.py", "printery/redis/lua/commit.lua"} <= names
     assert "printery/py.typed" in names
+    assert "License-Expression: Apache-2.0" in headers
+    assert "License-File: LICENSE" in headers
+    assert 1 == len(licences)
+
+
+def _healthcheck_command() -> list[str]:
+    [healthcheck] = _values(_stages()[-1], "HEALTHCHECK")
+    command = json.loads(healthcheck.split("CMD", 1)[1].strip())
+    assert "python" == command[0]
+    return [sys.executable, *command[1:]]
+
+
+@contextlib.contextmanager
+def _health_server(status: int) -> Iterator[int]:
+    """A loopback server whose /health answers ``status``; yields its port."""
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(status if self.path == "/health" else 404)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.mark.timeout(30)
+def test_healthcheck_asks_the_port_http_port_names() -> None:
+    """The image's HEALTHCHECK, run for real: 0 on a 200 at HTTP_PORT, 1 on a 503, 0 when off."""
+    command = _healthcheck_command()
+
+    def check(port: int | str) -> int:
+        env = {**os.environ, "HTTP_PORT": str(port)}
+        done = subprocess.run(command, env=env, capture_output=True, timeout=10, check=False)
+        return done.returncode
+
+    with _health_server(200) as healthy, _health_server(503) as unhealthy:
+        assert (0, 1, 0) == (check(healthy), check(unhealthy), check(0))
+
+
+def test_build_and_push_is_one_command(tmp_path: Path) -> None:
+    """deploy/image REPOSITORY runs one docker buildx build --push, tagged and labelled."""
+    (tmp_path / "docker").write_text(
+        f'#!/bin/sh\nprintf "%s\\n" "$@" > {tmp_path / "args"}\n', encoding="utf-8"
+    )
+    (tmp_path / "docker").chmod(0o755)
+    done = subprocess.run(
+        [str(support.DEPLOY / "image"), "registry.example.com/platform/printery"],
+        env={**os.environ, "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"},
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert 0 == done.returncode, done.stderr
+    args = (tmp_path / "args").read_text(encoding="utf-8").splitlines()
+    version = tomllib.loads((support.REPO / "pyproject.toml").read_text(encoding="utf-8"))[
+        "project"
+    ]["version"]
+    assert ["buildx", "build", "--push"] == args[:3]
+    assert f"registry.example.com/platform/printery:{version}" == args[args.index("--tag") + 1]
+    build_args = {args[i + 1].split("=")[0] for i, a in enumerate(args) if a == "--build-arg"}
+    assert {"VERSION", "REVISION", "CREATED"} == build_args
+    assert "." == args[-1]
+    readme = (support.DEPLOY / "README.md").read_text(encoding="utf-8")
+    assert "deploy/image registry.example.com/platform/printery" in readme

@@ -9,9 +9,12 @@ import pytest
 
 from tests.deploy import support
 
-KUSTOMIZATIONS = [support.K8S_BASE, *support.K8S_OVERLAYS]
+KUSTOMIZATIONS = [support.K8S_BASE, *support.K8S_COMPONENTS, *support.K8S_OVERLAYS]
+# Kubernetes' own API groups: what a cluster without any CRD accepts.
+CORE_API_VERSIONS = {"v1", "apps/v1", "policy/v1", "networking.k8s.io/v1"}
 
-# DESIGN §2 settings a ConfigMap may carry, plus REDIS_ADDRESS (read by KEDA only).
+# Settings (the README table) a ConfigMap may carry, plus the parts REDIS_URL is built
+# from in each Deployment (REDIS_SCHEME, REDIS_ADDRESS, REDIS_DB; KEDA reads them too).
 KNOWN_SETTINGS = {
     "REDIS_URL", "WORKER_MODE", "SUPERVISED_MODE", "MAX_RESTART_ATTEMPTS", "RESTART_BACKOFF_MS",
     "HEALTH_CHECK_INTERVAL", "SHUTDOWN_TIMEOUT", "RESTART_WINDOW", "RESTART_BACKOFF_MAX_MS",
@@ -20,13 +23,13 @@ KNOWN_SETTINGS = {
     "VALIDATOR_CONCURRENCY", "DEPENDENCY_CHECKER_CONCURRENCY", "HEALTH_MONITOR_CONCURRENCY",
     "NOTIFIER_CONCURRENCY", "ALLOWED_ENVIRONMENTS", "MAX_MESSAGE_BYTES",
     "DEPENDENCY_WAIT_TIMEOUT", "HEALTH_CHECK_ALLOWED_HOSTS", "NOTIFY_WEBHOOK_URLS",
-    "NOTIFY_WEBHOOK_SECRET", "REDIS_ADDRESS",
+    "NOTIFY_WEBHOOK_SECRET", "REDIS_SCHEME", "REDIS_ADDRESS", "REDIS_DB",
     # README.md's further settings.
     "CLAIM_INTERVAL_MS", "RETRY_BACKOFF_MS", "RETRY_BACKOFF_MAX_MS", "REDIS_SOCKET_TIMEOUT",
     "REDIS_CONNECT_TIMEOUT", "CONSUMER_IDLE_TIMEOUT", "HEARTBEAT_INTERVAL",
     "VALIDATOR_HANG_TIMEOUT", "DEPENDENCY_CHECKER_HANG_TIMEOUT", "HEALTH_MONITOR_HANG_TIMEOUT",
     "NOTIFIER_HANG_TIMEOUT",
-    # DESIGN §6 retention.
+    # retention.
     "STREAM_RETENTION", "STREAM_TRIM_INTERVAL", "DEAD_LETTER_RETENTION",
     # DESIGN §9 Redis Cluster, and REDIS_ADDRESSES (the nodes, read by KEDA only).
     "REDIS_MODE", "PARTITIONS", "REDIS_ADDRESSES",
@@ -41,7 +44,7 @@ def _kustomization(directory: Path) -> dict:
 def test_every_listed_resource_exists_and_parses(directory: Path) -> None:
     """Each resource is a directory with a kustomization or a file of named objects."""
     kustomization = _kustomization(directory)
-    assert kustomization["kind"] == "Kustomization"
+    assert kustomization["kind"] in {"Kustomization", "Component"}
     for entry in kustomization["resources"]:
         path = directory / entry
         assert path.exists(), f"{directory.name}: resource {entry} does not exist"
@@ -85,8 +88,8 @@ def test_config_holds_only_known_settings() -> None:
 def test_config_holds_no_secret() -> None:
     """Credentials come from the Secret, never from the ConfigMap."""
     settings = support.read_env_file(support.K8S_BASE / "printery.env")
-    assert "REDIS_URL" not in settings
-    assert "NOTIFY_WEBHOOK_SECRET" not in settings
+    secret_keys = {"REDIS_URL", "REDIS_USERNAME", "REDIS_PASSWORD", "NOTIFY_WEBHOOK_SECRET"}
+    assert set() == secret_keys & settings.keys()
 
 
 def test_base_renders_every_object() -> None:
@@ -98,15 +101,39 @@ def test_base_renders_every_object() -> None:
     assert dict(expected) == {
         "Deployment": 4,
         "PodDisruptionBudget": 4,
-        "ScaledObject": 4,
-        "TriggerAuthentication": 1,
-        "ServiceMonitor": 1,
         "Service": 1,
         "NetworkPolicy": 1,
         "ServiceAccount": 1,
         "Secret": 1,
         "ConfigMap": 1,
     }
+
+
+def test_base_applies_on_a_cluster_without_keda_or_the_prometheus_operator() -> None:
+    """Every object of the base is of Kubernetes' own kinds; the CRD kinds are components."""
+    assert {
+        (doc["kind"], doc["apiVersion"])
+        for doc in support.base_docs()
+        if doc["apiVersion"] not in CORE_API_VERSIONS
+    } == set()
+    kinds = {
+        component.name: {doc["kind"] for doc in support.listed_docs(component)}
+        for component in support.K8S_COMPONENTS
+    }
+    assert {
+        "keda": {"ScaledObject", "TriggerAuthentication"},
+        "prometheus-operator": {"ServiceMonitor"},
+    } == kinds
+    for component in support.K8S_COMPONENTS:
+        assert "Component" == _kustomization(component)["kind"]
+
+
+def test_the_production_overlay_adds_both_components() -> None:
+    """The example overlay is for a cluster with KEDA and the Prometheus Operator."""
+    production = support.DEPLOY / "k8s" / "overlays" / "production"
+    assert ["../../components/keda", "../../components/prometheus-operator"] == _kustomization(
+        production
+    )["components"]
 
 
 @pytest.mark.parametrize("overlay", support.K8S_OVERLAYS, ids=lambda p: p.name)
@@ -133,6 +160,9 @@ def test_overlay_ships_no_placeholder_secret(overlay: Path) -> None:
 def test_base_secret_is_an_obvious_placeholder() -> None:
     """The base's Secret carries placeholders only, so nobody mistakes it for real."""
     secret = support.by_kind(support.base_docs(), "Secret")["printery-secrets"]
-    assert {"REDIS_URL", "REDIS_PASSWORD", "NOTIFY_WEBHOOK_SECRET"} == set(secret["stringData"])
-    for value in secret["stringData"].values():
-        assert "change-me" in value
+    assert {"REDIS_USERNAME", "REDIS_PASSWORD", "NOTIFY_WEBHOOK_SECRET"} == set(
+        secret["stringData"]
+    )
+    assert "default" == secret["stringData"]["REDIS_USERNAME"]  # Redis' user without ACLs
+    for key in ("REDIS_PASSWORD", "NOTIFY_WEBHOOK_SECRET"):
+        assert "change-me" == secret["stringData"][key]

@@ -3,7 +3,7 @@
 A dashboard panel or an alert on a metric printery does not export shows
 nothing and fires never, silently. Every PromQL expression in
 deploy/grafana/printery.json and deploy/prometheus/rules.yml is parsed, and
-each metric, label and outcome it names is checked against DESIGN §4.
+each metric, label and outcome it names is checked against docs/operations.md.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ DASHBOARD = support.DEPLOY / "grafana" / "printery.json"
 RULES = support.DEPLOY / "prometheus" / "rules.yml"
 RULES_TEST = support.DEPLOY / "prometheus" / "rules_test.yml"
 
-# DESIGN §4, with the series a histogram and a counter expose, and their labels.
+# docs/operations.md, with the series a histogram and a counter expose, and their labels.
 EXPORTED: dict[str, set[str]] = {
     "printery_messages_total": {"worker", "outcome"},
     "printery_message_duration_seconds_bucket": {"worker", "le"},
@@ -124,7 +124,7 @@ EXPRESSIONS = _dashboard_expressions() + _rule_expressions()
 
 @pytest.mark.parametrize(("where", "expr"), EXPRESSIONS, ids=[w for w, _ in EXPRESSIONS])
 def test_expression_names_only_exported_metrics(where: str, expr: str) -> None:
-    """Each selector names a DESIGN §4 metric, with that metric's labels and outcomes."""
+    """Each selector names a documented metric, with that metric's labels and outcomes."""
     assert "$" not in _substitute(expr), f"{where}: unknown Grafana variable in {expr}"
     selectors, grouping = _names(_substitute(expr))
     assert selectors, f"{where}: selects no metric"

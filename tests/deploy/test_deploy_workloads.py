@@ -7,10 +7,13 @@ guarantee away.
 
 from __future__ import annotations
 
+import re
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
+from printery.pipeline.targets import url_problem
 from tests.deploy import support
 
 SETTINGS = support.read_env_file(support.K8S_BASE / "printery.env")
@@ -55,13 +58,17 @@ def test_consumer_name_is_the_pod_name(manifests: list[dict[str, Any]], worker: 
 
 @pytest.mark.parametrize("worker", support.WORKERS)
 def test_secrets_come_from_the_secret(manifests: list[dict[str, Any]], worker: str) -> None:
-    """REDIS_URL for all, NOTIFY_WEBHOOK_SECRET for the notifier only, both by reference."""
+    """Redis' user and password for all, NOTIFY_WEBHOOK_SECRET for the notifier, by reference."""
     container = _container(_deployment(manifests, worker))
     env = _env(container)
-    assert env["REDIS_URL"]["valueFrom"]["secretKeyRef"] == {
-        "name": "printery-secrets",
-        "key": "REDIS_URL",
-    }
+    for key in ("REDIS_USERNAME", "REDIS_PASSWORD"):
+        assert env[key]["valueFrom"]["secretKeyRef"] == {"name": "printery-secrets", "key": key}
+    assert (
+        "$(REDIS_SCHEME)://$(REDIS_USERNAME):$(REDIS_PASSWORD)@$(REDIS_ADDRESS)/$(REDIS_DB)"
+        == env["REDIS_URL"]["value"]
+    )
+    names = [entry["name"] for entry in container["env"]]
+    assert names.index("REDIS_PASSWORD") < names.index("REDIS_URL"), "$(VAR) needs it first"
     if worker == "notifier":
         assert env["NOTIFY_WEBHOOK_SECRET"]["valueFrom"]["secretKeyRef"] == {
             "name": "printery-secrets",
@@ -175,7 +182,7 @@ def test_metrics_service_reaches_every_pod(manifests: list[dict[str, Any]]) -> N
 
 
 def test_network_policy(manifests: list[dict[str, Any]]) -> None:
-    """In: 8080 from the monitoring namespace only. Out: Redis, DNS, HTTP(S) only."""
+    """In: 8080 from the monitoring namespace only. Out: Redis, DNS, HTTP on 80/443/8080 only."""
     policies = list(support.by_kind(manifests, "NetworkPolicy").values())
     assert len(policies) == 1
     spec = policies[0]["spec"]
@@ -200,7 +207,14 @@ def test_network_policy(manifests: list[dict[str, Any]]) -> None:
         for rule in spec["egress"]
         for port in rule["ports"]
     }
-    assert {(6379, "TCP"), (53, "UDP"), (53, "TCP"), (80, "TCP"), (443, "TCP")} == egress_ports
+    assert {
+        (6379, "TCP"),
+        (53, "UDP"),
+        (53, "TCP"),
+        (80, "TCP"),
+        (443, "TCP"),
+        (8080, "TCP"),
+    } == egress_ports
 
 
 def test_restricted_check_catches_violations() -> None:
@@ -225,3 +239,23 @@ def test_restricted_check_catches_violations() -> None:
         "bad: capabilities do not drop ALL",
         "bad: adds capabilities ['SYS_ADMIN']",
     ]
+
+
+def _readme_health_urls() -> list[str]:
+    """The --health-url examples of the README that point into a cluster (not the quickstart's)."""
+    readme = (support.REPO / "README.md").read_text(encoding="utf-8")
+    urls = sorted(set(re.findall(r"--health-url (\S+)", readme)))
+    return [u for u in urls if urlsplit(u).hostname not in {"localhost", "127.0.0.1"}]
+
+
+def test_the_readmes_health_url_is_allowed_and_reachable(manifests: list[dict[str, Any]]) -> None:
+    """Its host passes the base's HEALTH_CHECK_ALLOWED_HOSTS, its port the NetworkPolicy."""
+    urls = _readme_health_urls()
+    assert urls, "the README shows no in-cluster health URL"
+    globs = tuple(SETTINGS["HEALTH_CHECK_ALLOWED_HOSTS"].split(","))
+    [policy] = support.by_kind(manifests, "NetworkPolicy").values()
+    egress = {port["port"] for rule in policy["spec"]["egress"] for port in rule["ports"]}
+    for url in urls:
+        parts = urlsplit(url)
+        assert None is url_problem(url, globs), url
+        assert (parts.port or {"http": 80, "https": 443}[parts.scheme]) in egress, url

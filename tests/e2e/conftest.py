@@ -8,6 +8,7 @@ import pytest
 import redis
 
 from tests.e2e.health_endpoint import HealthEndpoint
+from tests.e2e.webhook_receiver import Receiver
 from tests.e2e.workers import ECHO
 from tests.support.redis_server import RedisServer
 
@@ -35,3 +36,11 @@ def endpoint() -> Iterator[HealthEndpoint]:
     """A loopback health endpoint, down (503) until the test sets ``endpoint.up``."""
     with HealthEndpoint() as found:
         yield found
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A webhook receiver, not yet listening: the test starts it when the story needs it."""
+    found = Receiver()
+    yield found
+    found.stop()

@@ -11,6 +11,7 @@ interval and an overall deadline, never a bare sleep.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -30,7 +31,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from printery.settings import Settings
 from tests.support.redis_server import free_port
 
-__all__ = ["LAUNCHER", "ROOT", "Daemon", "children_of", "metric_value"]
+__all__ = [
+    "LAUNCHER",
+    "ROOT",
+    "Daemon",
+    "children_of",
+    "metric_value",
+    "running_daemons",
+    "stop_cleanly",
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCHER = ROOT / "cmd" / "printery-workers"
@@ -240,3 +249,21 @@ def children_of(pid: int) -> Iterator[int]:
         with_children = task / "children"
         if with_children.exists():
             yield from (int(child) for child in with_children.read_text().split())
+
+
+@contextlib.contextmanager
+def running_daemons(tmp_path: Path, env: dict[str, str], count: int) -> Iterator[list[Daemon]]:
+    """``count`` daemons of one environment, each ready; stopped (SIGKILL if need be) after."""
+    with contextlib.ExitStack() as stack:
+        daemons = [stack.enter_context(Daemon(tmp_path, env)) for _ in range(count)]
+        for daemon in daemons:
+            daemon.wait_ready(timeout=30)
+        yield daemons
+
+
+def stop_cleanly(daemons: Sequence[Daemon]) -> None:
+    """SIGTERM each daemon; every one must drain and exit 0."""
+    for daemon in daemons:
+        daemon.send(signal.SIGTERM)
+    codes = [daemon.wait_exit(timeout=15) for daemon in daemons]
+    assert [0] * len(daemons) == codes, [d.tail() for d in daemons]

@@ -40,7 +40,7 @@ class HealthEndpoint:
         self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
 
     def deployment(self, n: int, *, deadline_s: float, **more: object) -> dict[str, object]:
-        """Deployment ``dep-<n>`` (DESIGN §3 data) whose health check polls ``/health/<n>`` here."""
+        """Deployment ``dep-<n>`` whose health check polls ``/health/<n>`` here."""
         return {
             "deployment_id": f"dep-{n}",
             "service": f"svc-{n}",

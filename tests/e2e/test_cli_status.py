@@ -25,7 +25,7 @@ ECHO = "tests.support.workers:EchoWorker"
 CRASHER = "tests.support.workers:CrashingWorker"
 DAEMON_KEYS = {
     "consumer", "host", "pid", "version", "started_at", "uptime_s", "updated_at",
-    "heartbeat_age_s", "interval_s", "stale", "workers",
+    "heartbeat_age_s", "interval_s", "stale", "pending", "workers",
 }  # fmt: skip
 WORKER_KEYS = {
     "state", "restarts", "uptime_s", "processed", "failed", "in_flight", "reason",
@@ -410,3 +410,67 @@ def test_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
     assert 0 == exited.value.code
     assert "examples:\n  printery status\n  printery status --json" in out
     assert "Exit 0 when every worker is running, 1 when" in " ".join(out.split())
+
+
+@pytest.mark.timeout(60)
+def test_a_backlog_no_live_daemon_reads_is_not_ok(cluster: Cluster) -> None:
+    """Entries on the started stream and no validator anywhere: exit 1, the stage named."""
+    daemon = cluster.start("st-echo-only")
+    daemon.wait_until(
+        "echo running", lambda: cluster.worker_field("st-echo-only", "echo", "state") == "running"
+    )
+    for n in range(3):
+        cluster.client.xadd(f"{cluster.prefix}:deployment:started", {"n": str(n)})
+
+    code, doc = cluster.status_json()
+
+    stream = f"{cluster.prefix}:deployment:started"
+    expected = f"{stream}: 3 waiting and 0 pending for group validator, and no live daemon reads it"
+    assert (1, [expected]) == (code, doc["problems"])
+    code, out, _ = cluster.status()
+    assert (1, ["NOT OK: 1 problem(s)", f"  - {expected}"]) == (code, out.splitlines()[-2:])
+    stop(daemon)
+
+
+@pytest.mark.timeout(60)
+def test_a_killed_daemon_stays_stale_until_its_pending_messages_are_claimed(
+    cluster: Cluster,
+) -> None:
+    """SIGKILLed holding a message: stale after its heartbeat expired, gone once it is claimed."""
+    claim = {"CLAIM_IDLE_MS": "4000", "CLAIM_INTERVAL_MS": "100"}
+    doomed = cluster.start("st-holder", **claim)
+    cluster.client.xadd(f"{cluster.prefix}:test:in", {"sleep": "20"})
+    doomed.wait_until(
+        "1 in flight", lambda: cluster.worker_field("st-holder", "echo", "in_flight") == 1
+    )
+    keeper = cluster.start("st-keeper", **claim)
+    doomed.send(signal.SIGKILL)
+    doomed.wait_exit(timeout=10)
+    keeper.wait_until("the killed daemon's key expired", lambda: not cluster.heartbeat("st-holder"))
+
+    code, doc = cluster.status_json()
+
+    [vanished] = doc["stale_daemons"]
+    assert (1, "st-holder", None, True, 1) == (
+        code,
+        vanished["consumer"],
+        vanished["pid"],
+        vanished["stale"],
+        vanished["pending"],
+    )
+    assert [{"stream": f"{cluster.prefix}:test:in", "group": "echo", "pending": 1}] == vanished[
+        "holds"
+    ]
+    assert [
+        "st-holder: no heartbeat, holds 1 pending (a live consumer claims them after CLAIM_IDLE_MS)"
+    ] == doc["problems"]
+    keeper.wait_until(
+        "the keeper claimed the message",
+        lambda: cluster.worker_field("st-keeper", "echo", "in_flight") == 1,
+    )
+    code, doc = cluster.status_json()
+    assert (0, [], ["st-keeper"]) == (
+        code,
+        doc["stale_daemons"],
+        [d["consumer"] for d in doc["daemons"]],
+    )

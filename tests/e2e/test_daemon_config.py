@@ -26,6 +26,11 @@ BAD_SETTINGS = [
     ({"BLOCK_MS": "6000"}, [], "BLOCK_MS"),  # the socket timeout stays at its 5 s default
     ({"CLAIM_IDLE_MS": "100"}, [], "CLAIM_IDLE_MS"),
     ({"VALIDATOR_CONCURRENCY": "lots"}, [], "VALIDATOR_CONCURRENCY"),
+    ({"WORKER_MODE": f"{HERE}:Abstract"}, [], "does not define stream"),
+    ({"WORKER_MODE": f"{HERE}:no_arguments"}, [], "WORKER_MODE"),
+    ({"WORKER_MODE": f"{HERE}:raises_type_error"}, [], "expected a str"),
+    ({"WORKER_MODE": f"{HERE}:not_a_worker"}, [], "returned a str, not a worker"),
+    ({"LOG_FORMAT": "xml"}, [], "LOG_FORMAT"),
     ({}, ["--max-restarts=-1"], "MAX_RESTART_ATTEMPTS"),
     ({}, ["--no-such-flag"], "--no-such-flag"),
 ]
@@ -43,6 +48,11 @@ IDS = [
     "BLOCK_MS-above-socket-timeout",
     "CLAIM_IDLE_MS",
     "VALIDATOR_CONCURRENCY",
+    "WORKER_MODE-abstract",
+    "WORKER_MODE-wrong-callable",
+    "WORKER_MODE-factory-type-error",
+    "WORKER_MODE-not-a-worker",
+    "LOG_FORMAT",
     "max-restarts-flag",
     "unknown-flag",
 ]
@@ -86,3 +96,35 @@ def test_taken_http_port_exits_2_naming_it(tmp_path: Path, redis_server: RedisSe
             code = daemon.wait_exit(timeout=20)
     assert 2 == code, daemon.stderr()
     assert port in _one_line_naming(daemon, "HTTP_PORT")
+
+
+@pytest.mark.timeout(30)
+def test_database_index_out_of_range_exits_2_naming_the_servers_count(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """REDIS_URL …/99 on a 16-database server: exit 2, one line saying the server has 16."""
+    url = redis_server.url.rsplit("/", 1)[0] + "/99"
+    env = {"REDIS_URL": url, "WORKER_MODE": "tests.support.workers:EchoWorker"}
+    with Daemon(tmp_path, env) as daemon:
+        code = daemon.wait_exit(timeout=20)
+    assert 2 == code, daemon.stderr()
+    line = _one_line_naming(daemon, "REDIS_URL")
+    assert "database 99 is out of range: the server has 16 databases" in line, line
+
+
+@pytest.mark.timeout(30)
+def test_rediss_at_a_plain_tcp_redis_exits_2_hinting_at_tls(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """rediss:// at a plain-TCP Redis: not "unreachable" forever, but exit 2 naming TLS."""
+    env = {
+        "REDIS_URL": redis_server.url.replace("redis://", "rediss://", 1),
+        "REDIS_CONNECT_TIMEOUT": "1",
+        "WORKER_MODE": "tests.support.workers:EchoWorker",
+    }
+    with Daemon(tmp_path, env) as daemon:
+        code = daemon.wait_exit(timeout=20)
+    assert 2 == code, daemon.stderr()
+    line = _one_line_naming(daemon, "REDIS_URL")
+    assert "rediss:// (TLS), but the server at 127.0.0.1" in line, line
+    assert "speaks plain TCP: use redis://" in line, line

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -181,6 +182,28 @@ def test_a_second_daemon_with_the_same_consumer_name_is_refused(
 
 
 @pytest.mark.timeout(60)
+def test_a_taken_consumer_name_is_reported_within_one_interval_naming_the_holder(
+    tmp_path: Path, echo_env: dict[str, str]
+) -> None:
+    """A second daemon exits 2 within one heartbeat interval (not the TTL), naming host and pid."""
+    env = {**echo_env, "CONSUMER_NAME": "twin", "HEARTBEAT_INTERVAL": "4"}
+    with Daemon(tmp_path, env) as first:
+        first.wait_ready()
+        began = time.monotonic()
+        with Daemon(tmp_path, env) as second:
+            code = second.wait_exit(timeout=30)
+        took = time.monotonic() - began
+        first.send(signal.SIGTERM)
+        assert 0 == first.wait_exit(timeout=20)
+    [line] = second.stderr().strip().splitlines()
+    holder = f"is in use by a live daemon on host {socket.gethostname()}, pid {first.pid}"
+    assert (2, True) == (code, holder in line), line
+    # Start-up of the interpreter (~1-3 s) plus at most one interval; waiting out the
+    # record's TTL, as before, took 3 × 4 + 4 = 16 s.
+    assert took < 4 * 1.1 + 4, took
+
+
+@pytest.mark.timeout(60)
 def test_wrong_password_is_one_clear_line_not_a_retry_loop(tmp_path: Path) -> None:
     """A Redis that refuses the password: exit 2 within 10 s, one line, the password hidden."""
     server = RedisServer(tmp_path / "redis", extra=("--requirepass", "right-pw"))
@@ -204,7 +227,7 @@ def test_wrong_password_is_one_clear_line_not_a_retry_loop(tmp_path: Path) -> No
 
 @pytest.mark.timeout(30)
 def test_wrong_password_line_names_redis_url(tmp_path: Path) -> None:
-    """DESIGN §2: the exit-2 line names the setting, here REDIS_URL, with the URL redacted."""
+    """The exit-2 line names the setting, here REDIS_URL, with the URL redacted."""
     server = RedisServer(tmp_path / "redis", extra=("--requirepass", "right-pw"))
     server.start()
     try:

@@ -1,4 +1,4 @@
-"""Faults of children in their own processes, against real daemons and real children (DESIGN §7).
+"""Faults of children in their own processes, against real daemons and real children.
 
 A child that crashes mid-message, hangs, floods stderr, writes a 5 MB line,
 exits 2 before ``ready``, leaks memory past ``max_rss_mb``, names a stream

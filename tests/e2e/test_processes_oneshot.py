@@ -1,4 +1,4 @@
-"""Oneshot mode against real ``printery-workers`` processes: one process per message (DESIGN §7)."""
+"""Oneshot mode against real ``printery-workers`` processes: one process per message."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Pool mode against real ``printery-workers`` processes and real children (DESIGN §7)."""
+"""Pool mode against real ``printery-workers`` processes and real children."""
 
 from __future__ import annotations
 

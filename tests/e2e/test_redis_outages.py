@@ -2,7 +2,7 @@
 
 Every test runs real ``printery-workers`` processes (supervised, so a crash
 would show as a restart) against a redis-server of its own, breaks that server
-while messages are in flight, and then proves, per DESIGN §2 and §4:
+while messages are in flight, and then proves, per the README and docs/operations.md:
 
 - every daemon stays up (same pid) and its ``/health`` answers ``200`` on
   every poll, throughout;
@@ -29,7 +29,6 @@ cannot create its group) is ``degraded``.
 from __future__ import annotations
 
 import contextlib
-import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -37,7 +36,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.e2e.daemon import Daemon, metric_value
+from tests.e2e.daemon import Daemon, metric_value, running_daemons, stop_cleanly
 from tests.e2e.ledger import account, publish
 from tests.e2e.workers import ECHO
 from tests.support.redis_server import RedisServer
@@ -132,22 +131,6 @@ def _all_handled(client: redis.Redis, prefix: str, ids: Sequence[bytes]) -> Call
     return lambda: set(ids) <= _handled(client, prefix)
 
 
-@contextlib.contextmanager
-def _daemons(tmp_path: Path, env: dict[str, str], count: int) -> Iterator[list[Daemon]]:
-    with contextlib.ExitStack() as stack:
-        daemons = [stack.enter_context(Daemon(tmp_path, env)) for _ in range(count)]
-        for daemon in daemons:
-            daemon.wait_ready(timeout=30)
-        yield daemons
-
-
-def _stop_cleanly(daemons: Sequence[Daemon]) -> None:
-    for daemon in daemons:
-        daemon.send(signal.SIGTERM)
-    codes = [daemon.wait_exit(timeout=15) for daemon in daemons]
-    assert [0] * len(daemons) == codes, [d.tail() for d in daemons]
-
-
 def _no_budget_spent(daemons: Sequence[Daemon], pids: list[int]) -> None:
     assert pids == [d.pid for d in daemons]
     assert [(0, 0.0, 0.0, 1.0)] * len(daemons) == [_supervision(d) for d in daemons]
@@ -186,7 +169,7 @@ def _survive(
         # Before: a backlog the daemons find when they start.
         published = publish(client, stream, [{"sleep": "0.05"}] * 30)
         env = _env(server, prefix)
-        with _daemons(tmp_path, env, 3) as daemons:
+        with running_daemons(tmp_path, env, 3) as daemons:
             pids = [d.pid for d in daemons]
             probe = Probe(daemons)
             probe.until("the backlog handled", _all_handled(client, prefix, published), 20)
@@ -238,7 +221,7 @@ def _survive(
                 if timeouts_fire:
                     assert any("timeout" in e.lower() for e in errors), errors
                 assert daemon.events("printery.redis_reconnected"), daemon.tail()
-            _stop_cleanly(daemons)
+            stop_cleanly(daemons)
         ledger = account(client, prefix, published)
         assert (set(published), set(), set(), {}) == (
             ledger.acked,
@@ -374,7 +357,7 @@ def test_redis_out_of_memory_commits_each_ack_with_its_outputs_and_recovers(
     stack = contextlib.ExitStack()
     stack.callback(client.close)
     with stack:
-        with _daemons(tmp_path, _oom_env(small_redis, prefix, 60), 2) as daemons:
+        with running_daemons(tmp_path, _oom_env(small_redis, prefix, 60), 2) as daemons:
             pids = [d.pid for d in daemons]
             probe = Probe(daemons)
             published = publish(client, stream, [{"sleep": "0.3"}] * 40)  # 8 at a time: ~1.5 s
@@ -395,7 +378,7 @@ def test_redis_out_of_memory_commits_each_ack_with_its_outputs_and_recovers(
             probe.until("everything handled", _all_handled(client, prefix, published), 20)
             assert ([], [200, 200]) == (probe.unhealthy, probe.poll())
             _no_budget_spent(daemons, pids)
-            _stop_cleanly(daemons)
+            stop_cleanly(daemons)
         ledger = account(client, prefix, published)
         assert (set(published), set(), {}) == (ledger.acked, ledger.pending, ledger.duplicates)
 
@@ -418,7 +401,7 @@ def test_redis_out_of_memory_degrades_a_starting_daemon_and_kills_none(
     stack.callback(client.close)
     with stack:
         env = _oom_env(small_redis, prefix, 0.5)
-        with _daemons(tmp_path, env, 2) as running:
+        with running_daemons(tmp_path, env, 2) as running:
             pids = [d.pid for d in running]
             published = publish(client, stream, [{"sleep": "0.1"}] * 20)
             assert _fill(client, filler) > 0
@@ -448,6 +431,6 @@ def test_redis_out_of_memory_degrades_a_starting_daemon_and_kills_none(
                 probe.until("everything handled", _all_handled(client, prefix, published), 20)
                 assert ([], ["running"] * 3) == (probe.unhealthy, probe.states())
                 _no_budget_spent(daemons, [*pids, late.pid])
-                _stop_cleanly(daemons)
+                stop_cleanly(daemons)
         ledger = account(client, prefix, published)
         assert (set(published), set(), {}) == (ledger.acked, ledger.pending, ledger.duplicates)

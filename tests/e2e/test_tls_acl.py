@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from printery.cli.main import run
 from tests.e2e.daemon import Daemon
 from tests.support.redis_server import free_port, redis_server_binary
 
@@ -194,3 +195,30 @@ def test_acl_user_works_and_a_wrong_password_is_one_line(
     lines = wrong.stderr().strip().splitlines()
     assert (code, len(lines)) == (2, 1), lines
     assert "not-it" not in lines[0]
+    assert "refused the user or password" in lines[0], lines[0]
+
+
+@pytest.mark.timeout(30)
+def test_the_cli_says_a_wrong_password_is_refused_not_unreachable(
+    acl_redis: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """printery status with a wrong password: "refused", not "cannot reach", exit 2, one line."""
+    url = f"redis://printery:not-it@127.0.0.1:{acl_redis}/0"
+    code = run(["status", "--redis-url", url])
+    out, err = capsys.readouterr()
+    expected = f"printery: REDIS_URL (redis://printery:***@127.0.0.1:{acl_redis}/0): refused"
+    assert (2, "", 1) == (code, out, len(err.splitlines())), err
+    assert err.startswith(expected), err
+    assert "cannot reach" not in err
+
+
+@pytest.mark.timeout(30)
+def test_plain_url_at_a_tls_port_hints_at_rediss(
+    tls_redis: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """redis:// at a TLS-only port: one line, exit 2, suggesting rediss://."""
+    plain = "redis://" + tls_redis.removeprefix("rediss://").split("?", 1)[0]
+    code = run(["status", "--redis-url", plain])
+    out, err = capsys.readouterr()
+    assert (2, "", 1) == (code, out, len(err.splitlines())), err
+    assert "is a TLS port, the URL should be rediss://" in err, err

@@ -9,7 +9,7 @@ from anyio.abc import TaskStatus
 
 from printery.message import Message
 from printery.redis.writes import Write
-from printery.worker import WorkerContext, WorkerDeps
+from printery.worker import StreamWorker, WorkerContext, WorkerDeps
 from tests.support.workers import EchoWorker
 
 ECHO = "tests.support.workers:EchoWorker"
@@ -80,3 +80,26 @@ class Orphan(_Idle):
 
     name = "orphan"
     depends_on = ("no-such-worker",)
+
+
+class Abstract(StreamWorker):
+    """A stream worker that forgot its ``stream``: abstract, so it cannot be built."""
+
+    name = "abstract"
+
+    async def handle(self, message: Message) -> Sequence[Write]:
+        return []
+
+
+def no_arguments() -> None:
+    """A callable of the wrong kind: it takes no WorkerDeps."""
+
+
+def raises_type_error(deps: WorkerDeps) -> None:
+    """A factory whose own code raises TypeError."""
+    raise TypeError("expected a str, got WorkerDeps")
+
+
+def not_a_worker(deps: WorkerDeps) -> str:
+    """A factory that returns something other than a worker."""
+    return "oops"

@@ -2,7 +2,7 @@
 
 Heartbeats follow printery.supervisor.heartbeat's record; dead letters the runtime's
 (original fields plus error, deliveries, failed_at, original_id, group); task
-records DESIGN §7 (``<prefix>:task:<event id>`` hash and its ``:log`` list).
+records of a task (``<prefix>:task:<event id>`` hash and its ``:log`` list).
 """
 
 from __future__ import annotations

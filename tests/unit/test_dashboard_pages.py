@@ -170,7 +170,7 @@ async def test_dead_letters_show_error_and_original_fields(
 async def test_task_record_with_progress_and_log(
     own_fake_adapter: StreamAdapter, prefix: str
 ) -> None:
-    """A task record (DESIGN §7) shows its status, a progress bar at its percent, step and log."""
+    """A task record shows its status, a progress bar at its percent, step and log."""
     await put_task(
         own_fake_adapter,
         prefix,

@@ -1,4 +1,4 @@
-"""Retention's cut (DESIGN §6), on fakeredis and on a real redis-server, unchanged.
+"""Retention's cut, on fakeredis and on a real redis-server, unchanged.
 
 Entries are added with explicit ids a known number of milliseconds before the
 server's clock, so "older than the retention" needs no waiting.

@@ -1,4 +1,4 @@
-"""Retention's settings and the streams a daemon trims (DESIGN §6)."""
+"""Retention's settings and the streams a daemon trims."""
 
 from __future__ import annotations
 

@@ -38,6 +38,9 @@ GOOD: list[tuple[str, str, str, Any]] = [
     ("SHUTDOWN_TIMEOUT", "10", "shutdown_timeout", 10.0),
     ("RESTART_WINDOW", "60", "restart_window", 60.0),
     ("HANG_TIMEOUT", "90", "hang_timeout", 90.0),
+    ("LOG_FORMAT", "JSON", "log_format", "json"),
+    ("LOG_FORMAT", "console", "log_format", "console"),
+    ("LOG_FORMAT", "auto", "log_format", "auto"),
     ("LOG_LEVEL", "debug", "log_level", "debug"),
     ("LOG_LEVEL", "info", "log_level", "info"),
     ("LOG_LEVEL", "warn", "log_level", "warning"),
@@ -97,6 +100,7 @@ BAD: list[tuple[str, str, str]] = [
     ("HANG_TIMEOUT", "86401", "less than or equal to 86400"),
     ("LOG_LEVEL", "loud", "'debug', 'info', 'warning' or 'error'"),
     ("ENVIRONMENT", "prod", "'development', 'staging' or 'production'"),
+    ("LOG_FORMAT", "xml", "'json', 'console' or 'auto'"),
     ("HTTP_PORT", "65536", "less than or equal to 65535"),
     ("HTTP_PORT", "http", "valid integer"),
     ("STREAM_PREFIX", "a b", "should match pattern"),
@@ -150,7 +154,7 @@ def refused(env: dict[str, str], flags: dict[str, Any] | None = None) -> ConfigE
 
 
 def test_defaults_are_the_documented_ones() -> None:
-    """An empty environment yields every default of DESIGN §2 and the README table."""
+    """An empty environment yields every default of the README table."""
     settings = load_settings({}, {})
     expected = {
         "redis_url": "redis://localhost:6379/0",

@@ -390,3 +390,70 @@ def test_help_has_examples(action: str, capsys: pytest.CaptureFixture[str]) -> N
     out = capsys.readouterr().out
     assert 0 == exited.value.code
     assert f"examples:\n  printery dlq {action} " in out
+
+
+async def test_list_without_a_stream_summarises_every_dead_letter_stream(
+    real_adapter: StreamAdapter, prefix: str, dlq: Dlq
+) -> None:
+    """`dlq list` alone: one line per dead-letter stream, the pipeline's four and any other."""
+    await dead_letter(real_adapter, prefix, {"needs": "fix", "n": "1"}, {"needs": "fix", "n": "2"})
+    await real_adapter.add(f"{prefix}:notifications:dead", {"error": "webhook said 500"})
+
+    code, out, err = await dlq("list", "--json")
+
+    rows = json.loads(out)["dead_letter_streams"]
+    assert (0, "") == (code, err)
+    assert [
+        (f"{prefix}:deployment:started:dead", 0, None),
+        (f"{prefix}:deployment:validated:dead", 0, None),
+        (f"{prefix}:deployment:dependencies-satisfied:dead", 0, None),
+        (f"{prefix}:notifications:dead", 1, "webhook said 500"),
+        (dlq.dead, 2, "not fixed yet"),
+    ] == [(r["dead_stream"], r["count"], r["newest_error"]) for r in rows]
+    code, out, _ = await dlq("list")
+    lines = out.splitlines()
+    assert (0, "3 dead letter(s) in 2 stream(s)") == (code, lines[0])
+    assert [dlq.dead, "2"] == lines[-2].split()[:2]
+
+
+async def test_show_shortens_a_huge_field_unless_full(
+    real_adapter: StreamAdapter, prefix: str, dlq: Dlq
+) -> None:
+    """`dlq show` cuts a 5000-character field at 500 with a note; --full prints it whole."""
+    huge = "x" * 5000
+    _, _, [dead_id] = await dead_letter(real_adapter, prefix, {"needs": "fix", "blob": huge})
+
+    code, out, _ = await dlq("show", dlq.stream, dead_id)
+    [line] = [ln for ln in out.splitlines() if ln.lstrip().startswith("blob")]
+    cut = f"  {'blob':<15}  {'x' * 500}… (5000 characters; --full prints it whole)"
+    assert (0, cut) == (code, line)
+
+    code, out, _ = await dlq("show", dlq.stream, dead_id, "--full")
+    [line] = [ln for ln in out.splitlines() if ln.lstrip().startswith("blob")]
+    assert (0, f"  {'blob':<15}  {huge}") == (code, line)
+
+
+@pytest.mark.parametrize("argv", [[], ["dlq"]], ids=["printery", "printery-dlq"])
+def test_bare_commands_print_their_help(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Bare `printery` and `printery dlq` print their help (exit 0), not a usage error."""
+    code = run(argv)
+    out, err = capsys.readouterr()
+    usage = " ".join(["usage: printery", *argv])
+    assert (0, "", True) == (code, err, out.startswith(usage)), out
+
+
+def test_help_names_the_environment_only_settings(capsys: pytest.CaptureFixture[str]) -> None:
+    """`printery --help` and `printery-workers --help` list the settings that have no flag."""
+    from printery.daemon.serve import build_parser as daemon_parser
+
+    with pytest.raises(SystemExit):
+        run(["--help"])
+    printery_help = " ".join(capsys.readouterr().out.split())
+    daemon_help = " ".join(daemon_parser().format_help().split())
+    env_only = "settings without a flag, read from the environment only: "
+    assert (True, True) == (env_only in printery_help, env_only in daemon_help)
+    assert ("CLAIM_IDLE_MS" in printery_help, "BATCH_SIZE," in daemon_help) == (True, True)
+    # The daemon's own flags are not listed as environment-only there.
+    assert "LOG_LEVEL," not in daemon_help.split(env_only)[1]

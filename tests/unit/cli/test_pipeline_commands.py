@@ -20,7 +20,7 @@ def data_of(*argv: str) -> dict[str, Any]:
 
 
 def test_flags_describe_the_design_example() -> None:
-    """Every flag lands where DESIGN §3 puts it."""
+    """Every flag lands where docs/events.md puts it."""
     data = data_of(
         "--id", "dep-42", "--service", "billing-api", "--version", "1.4.2",
         "--environment", "production", "--requested-by", "ci@example.com",

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-from printery.daemon.logs import configure_logging, log_sink
+from printery.daemon.logs import configure_logging, log_sink, resolve_format
 from printery.lifecycle import HandlerHung, MessageHandled, Outcome, WorkerCrashed
 
 pytestmark = pytest.mark.timeout(10)
@@ -45,7 +45,7 @@ def test_a_crash_carries_its_traceback_as_lines_on_a_console(
 ) -> None:
     """Development logs render a crash's traceback as lines, production keeps it as one string."""
     trace = 'Traceback (most recent call last):\n  File "w.py", line 3\nValueError: boom\n'
-    configure_logging("info", "development")
+    configure_logging("info", "development", "console")
     log_sink("c1")(WorkerCrashed("echo", "crash", "ValueError: boom", trace))
     console = capsys.readouterr().err
     assert '  File "w.py", line 3' in console.splitlines()
@@ -69,3 +69,22 @@ def test_a_hang_names_its_message() -> None:
         line["message_id"],
         line["subject"],
     )
+
+
+@pytest.mark.parametrize(
+    ("log_format", "environment", "terminal", "expected"),
+    [
+        ("auto", "development", True, "console"),
+        ("auto", "development", False, "json"),
+        ("auto", "staging", True, "console"),
+        ("auto", "staging", False, "json"),
+        ("auto", "production", True, "json"),
+        ("console", "production", False, "console"),
+        ("json", "development", True, "json"),
+    ],
+)
+def test_log_format_auto_is_console_on_a_terminal_json_otherwise_and_in_production(
+    log_format: str, environment: str, terminal: bool, expected: str
+) -> None:
+    """LOG_FORMAT=auto: console on a terminal, else JSON, JSON in production; json/console win."""
+    assert expected == resolve_format(log_format, environment, terminal=terminal)

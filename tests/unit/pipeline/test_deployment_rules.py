@@ -1,4 +1,4 @@
-"""The validator's rules for a ``deployment.started`` request (DESIGN §3), table by table."""
+"""The validator's rules for a ``deployment.started`` request (docs/events.md), table by table."""
 
 from __future__ import annotations
 
@@ -95,7 +95,7 @@ def reasons_for(data: object, rules: ValidationRules = RULES) -> list[str]:
 
 
 def test_design_example_is_accepted_as_written() -> None:
-    """The example of DESIGN §3 validates into exactly the model it describes."""
+    """The example of the design validates into exactly the model it describes."""
     expected = Deployment(
         deployment_id="dep-42",
         service="billing-api",

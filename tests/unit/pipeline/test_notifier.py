@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 import json
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -14,13 +15,15 @@ import anyio
 import pytest
 import structlog
 from aiohttp import web
+from standardwebhooks import Webhook, WebhookVerificationError
 
 from printery.envelope import Event
-from printery.errors import RedisUnavailable, RetryLater
+from printery.errors import ConfigError, RedisUnavailable, RetryLater
 from printery.message import Message
 from printery.pipeline.notifier import NotifierWorker, sign
 from printery.redis.adapter import StreamAdapter
 from printery.redis.writes import Write
+from printery.settings import load_settings
 from tests.support.harness import make_deps
 from tests.support.redis_server import free_port
 
@@ -135,11 +138,59 @@ async def test_post_is_signed_structured_and_keyed(notifiers: Any, serve: Any) -
 
 
 async def test_no_secret_no_signature(notifiers: Any, serve: Any) -> None:
-    """With NOTIFY_WEBHOOK_SECRET empty, the signature header is left out, not sent empty."""
+    """With NOTIFY_WEBHOOK_SECRET empty, the signature headers are left out, not sent empty."""
     receiver = await serve(Receiver(200))
     await notifiers(receiver.url, NOTIFY_WEBHOOK_SECRET="").handle(message())
     [(headers, _)] = receiver.requests
-    assert "X-Printery-Signature" not in headers
+    signed = {"X-Printery-Signature", "webhook-id", "webhook-timestamp", "webhook-signature"}
+    assert set() == signed & set(headers)
+
+
+async def test_standard_webhooks_signature_verifies_with_the_spec_library(
+    notifiers: Any, serve: Any
+) -> None:
+    """A delivered POST passes standardwebhooks' verify, keyed by the secret's bytes."""
+    receiver = await serve(Receiver(204))
+    await notifiers(receiver.url).handle(message())
+    [(headers, body)] = receiver.requests
+    verified = Webhook(SECRET.encode()).verify(body, headers)
+    assert (OUTCOME.to_structured(), OUTCOME.id) == (verified, headers["webhook-id"])
+    assert abs(int(headers["webhook-timestamp"]) - time.time()) < 5
+
+
+async def test_whsec_secret_is_read_as_base64(notifiers: Any, serve: Any) -> None:
+    """A whsec_ secret is base64 after its prefix (the spec); X-Printery-Signature keeps its key."""
+    secret = "whsec_" + base64.b64encode(b"k" * 32).decode()
+    receiver = await serve(Receiver(204))
+    await notifiers(receiver.url, NOTIFY_WEBHOOK_SECRET=secret).handle(message())
+    [(headers, body)] = receiver.requests
+    assert OUTCOME.to_structured() == Webhook(secret).verify(body, headers)
+    assert sign(secret, body) == headers["X-Printery-Signature"]
+
+
+async def test_each_retry_is_stamped_anew_and_an_old_request_is_refused(
+    notifiers: Any, serve: Any
+) -> None:
+    """Every POST carries its own timestamp; one replayed ten minutes later fails verification."""
+    receiver = await serve(Receiver(503, 204))
+    worker = notifiers(receiver.url)
+    stamps = iter([time.time() - 600, time.time()])
+    assert worker.signer is not None
+    worker.signer.clock = lambda: next(stamps)
+    await worker.handle(message())
+    [(old_headers, old_body), (headers, body)] = receiver.requests
+    with pytest.raises(WebhookVerificationError, match="too old"):
+        Webhook(SECRET.encode()).verify(old_body, old_headers)
+    assert OUTCOME.to_structured() == Webhook(SECRET.encode()).verify(body, headers)
+    assert old_headers["webhook-timestamp"] != headers["webhook-timestamp"]
+
+
+def test_a_whsec_secret_that_is_not_base64_is_one_line_without_the_secret() -> None:
+    """A whsec_ secret that is not base64 is a ConfigError naming the setting, not the value."""
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ={"NOTIFY_WEBHOOK_SECRET": "whsec_not*base64-canary"})
+    assert "NOTIFY_WEBHOOK_SECRET" == caught.value.setting
+    assert "canary" not in str(caught.value)
 
 
 RESULTS = [

@@ -229,7 +229,7 @@ async def test_traceparent_is_carried_only_when_well_formed(
 
 
 async def test_unknown_extra_fields_are_accepted(worker: ValidatorWorker) -> None:
-    """Extension attributes are no reason to reject (DESIGN §3)."""
+    """Extension attributes are no reason to reject (docs/events.md)."""
     writes = await worker.handle(message(started(partition="7", tenant="acme")))
     assert len(xadds(writes, worker.keys.validated)) == 1
 

