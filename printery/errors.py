@@ -9,6 +9,7 @@
      │    │    ├── GroupMissing . the stream or its group vanished (deleted, flushed): recreate
      │    │    └── RedisOutOfMemory  maxmemory reached: writes refused, XTRIM and XDEL still run
      │    └── RedisPermanent .... bad credentials, wrong server, refused command: no retry loop
+     │         └── CrossSlot .... a commit's keys span cluster slots: refused before it is sent
      ├── ConsumerNameTaken ...... another live daemon holds this CONSUMER_NAME
      ├── Invalid ................ a deployment request the validator refuses (pipeline.deployment)
      ├── HandlerError ........... a handler's verdict on one message
@@ -28,6 +29,7 @@ from typing import TypeVar
 __all__ = [
     "ConfigError",
     "ConsumerNameTaken",
+    "CrossSlot",
     "Drained",
     "GroupMissing",
     "HandlerError",
@@ -76,6 +78,15 @@ class RedisOutOfMemory(RedisUnavailable):
 
 class RedisPermanent(RedisError):
     """Redis answered, but will keep refusing: credentials, ACL, wrong server."""
+
+
+class CrossSlot(RedisPermanent):
+    """The keys of one commit cannot live in one Redis Cluster slot; names the key that does not.
+
+    Raised before anything is sent, so nothing is acked: on a cluster the
+    script would fail on that key after its XACK, leaving the ack without
+    its outputs.
+    """
 
 
 class ConsumerNameTaken(PrinteryError):

@@ -26,6 +26,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from printery.errors import (
+    CrossSlot,
     GroupMissing,
     RedisError,
     RedisOutOfMemory,
@@ -43,6 +44,7 @@ from printery.redis.replies import (
     StreamInfo,
     Trim,
 )
+from printery.redis.slots import one_slot_problem
 from printery.redis.writes import Write, commit_payload, outputs_problem
 
 __all__ = [
@@ -222,8 +224,12 @@ def _str(value: bytes | str) -> str:
 class StreamAdapter:
     """Stream operations for consumers; methods raise only printery's Redis errors.
 
-    ``cluster``: ``client`` is a ``RedisCluster`` (printery.redis.cluster):
-    the reads that span keys of many slots (heartbeats) go node by node.
+    Every script call declares, in KEYS, every key its script touches.
+    ``cluster``: the server is a Redis Cluster (``client`` a ``RedisCluster``,
+    printery.redis.cluster), so a commit whose keys span hash slots is refused
+    (:class:`CrossSlot`) before it is sent, and the operations that span keys
+    of many slots (heartbeats, the reaper's heartbeat checks) go key by key;
+    on a standalone server the keys of one commit may live in any slots.
     """
 
     def __init__(self, client: aioredis.Redis, *, cluster: bool = False) -> None:
@@ -351,14 +357,17 @@ class StreamAdapter:
         Per entry, the outputs are written only if this call's XACK acked it.
         Returns, per entry, True (acked and written), False (acked before:
         nothing written) or the reason it could not be committed (an output
-        key of another type: neither acked nor written).
+        key of another type: neither acked nor written). On a cluster, raises
+        :class:`CrossSlot` before sending when the keys span hash slots.
         """
         if not batch:
             return []
-        payload, binary = commit_payload(batch)
+        keys, payload, binary = commit_payload(stream, batch)
+        if self.cluster and (problem := one_slot_problem(keys)) is not None:
+            raise CrossSlot(f"commit to {stream!r} refused before it was sent: {problem}")
         args: list[str | bytes] = [group, payload, *binary]
         with translated():
-            acked: Any = await self._commit(keys=[stream], args=args)
+            acked: Any = await self._commit(keys=keys, args=args)
         return [_str(flag) if isinstance(flag, bytes) else int(flag) == 1 for flag in acked]
 
     async def refresh(
@@ -406,12 +415,29 @@ class StreamAdapter:
     async def reap_consumers(
         self, stream: str, group: str, *, idle_ms: int, heartbeat_prefix: str
     ) -> list[str]:
-        """Delete consumers idle past ``idle_ms`` with nothing pending and no live heartbeat."""
+        """Delete consumers idle past ``idle_ms`` with nothing pending and no live heartbeat.
+
+        The candidates are read here (XINFO CONSUMERS), so that the script is
+        given every heartbeat key it checks in KEYS; it checks each candidate
+        again, atomically, before ``XGROUP DELCONSUMER``. On a cluster the
+        heartbeats live in other slots: see :meth:`_reap_across_slots`.
+        """
         if self.cluster:
             return await self._reap_across_slots(stream, group, idle_ms, heartbeat_prefix)
         with translated():
-            gone = await self._reap(keys=[stream], args=[group, idle_ms, heartbeat_prefix])
-        return [_str(n) for n in gone]
+            found: list[dict[str, Any]] = await self.client.xinfo_consumers(stream, group)
+            names: list[bytes] = [  # as Redis has them: a name need not be UTF-8
+                c["name"]
+                for c in found
+                if int(c["pending"]) == 0 and int(c["idle"]) > idle_ms and _inactive_ms(c) > idle_ms
+            ]
+            if not names:
+                return []
+            prefix = heartbeat_prefix.encode()
+            gone = await self._reap(
+                keys=[stream, *(prefix + n for n in names)], args=[group, idle_ms, *names]
+            )
+        return [_text(n) for n in gone]
 
     async def _reap_across_slots(
         self, stream: str, group: str, idle_ms: int, heartbeat_prefix: str
@@ -429,9 +455,7 @@ class StreamAdapter:
             gone = []
             for c in found:
                 name = c["name"]
-                if int(c["pending"]) or int(c["idle"]) <= idle_ms:
-                    continue
-                if int(c.get("inactive", c["idle"])) <= idle_ms:
+                if int(c["pending"]) or int(c["idle"]) <= idle_ms or _inactive_ms(c) <= idle_ms:
                     continue
                 raw = name if isinstance(name, bytes) else str(name).encode()
                 if await self.client.exists(heartbeat_prefix.encode() + raw):
@@ -703,6 +727,16 @@ class StreamAdapter:
         """Release a lock this token holds; someone else's (ours expired) is left alone."""
         with translated():
             await self._unlock(keys=[key], args=[token])
+
+
+def _inactive_ms(consumer: Mapping[str, Any]) -> int:
+    """How long a consumer has not read: ``inactive`` (Redis 7.2+, Valkey), else ``idle``.
+
+    ``inactive`` is -1 for a consumer that never read successfully: then only
+    ``idle`` says how long it has been there.
+    """
+    inactive = int(consumer.get("inactive", -1))
+    return inactive if inactive >= 0 else int(consumer["idle"])
 
 
 def _text(value: bytes | str) -> str:

@@ -2,8 +2,10 @@
 
 - ``COMMIT``: per entry, XACK first, and only when it acked (returned 1)
   write the outputs; a whole batch of entries in one call, as one JSON
-  argument. A commit retried after a timeout finds the message already acked
-  and writes nothing, so an input never yields its outputs twice. Output keys
+  argument. Its KEYS are the stream, then each output key once (the JSON
+  names keys by index), so a cluster routes or refuses the call whole. A
+  commit retried after a timeout finds the message already acked and writes
+  nothing, so an input never yields its outputs twice. Output keys
   of the wrong type are found before the ack, so a WRONGTYPE never leaves an
   ack without outputs. Unflagged scripts are refused under OOM only before
   their first write, so the script cannot stop between the ack and the
@@ -18,7 +20,9 @@
 - ``FORGET_CONSUMER`` / ``REAP_CONSUMERS``: delete a consumer only while it
   has nothing pending (``XGROUP DELCONSUMER`` drops pending entries with it)
   and, for others, only when no daemon heartbeat claims the name: on Redis 7.0
-  ``idle`` alone does not prove a consumer dead.
+  ``idle`` alone does not prove a consumer dead. The reaper is given the
+  candidates (read beforehand) and their heartbeat keys in KEYS, and checks
+  each again before deleting it.
 - ``SET_LATEST``: the registry's own step on a Redis Cluster, where it cannot
   share the commit's slot: HSET a field unless a later order is recorded for
   it; idempotent, so it runs before the ack-gated commit and a redelivery
@@ -31,6 +35,9 @@
 - ``REPLAY_DEAD``: per dead letter, XADD its original fields (plus
   ``replayed_from``) to the original stream and XDEL it from ``<stream>:dead``
   in one step, so a dead letter is never both replayed and kept, nor lost.
+
+Every script touches only keys declared in its KEYS, as Redis's scripting
+rules ask: ``tests/unit/redis/test_adapter_declared_keys.py`` checks it under MONITOR.
 """
 
 from __future__ import annotations

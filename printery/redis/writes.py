@@ -8,7 +8,7 @@ JSON argument.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Final, NamedTuple
 
 import orjson
@@ -116,19 +116,68 @@ def _field(name: object, value: object) -> str | bytes:
 
 
 def commit_payload(
-    batch: Sequence[tuple[str, Sequence[Write]]],
-) -> tuple[bytes, list[bytes]]:
-    """The COMMIT script's one JSON argument, and the values that travel beside it.
+    stream: str, batch: Sequence[tuple[str, Sequence[Write]]]
+) -> tuple[list[str | bytes], bytes, list[bytes]]:
+    """The COMMIT script's KEYS, its one JSON argument, and the values that travel beside it.
+
+    Every key the script touches is declared, as Redis's scripting rules (and
+    a cluster's routing) require: ``stream`` first, then each distinct output
+    key once, in order of first use. The JSON names a key by its index in KEYS:
+    a write is ``[op, key index, args]``, and HSET_LATEST's order key and order
+    hash (arguments 3 and 5) follow as two more indices, so the payload stays
+    one argument.
 
     One argument instead of thousands: redis-py packs each argument in Python
     (7.7 ms for 5,500 of them). orjson writes the batch in C, each Write as an
-    ``[op, key, args]`` array (as a tuple: orjson takes six times longer over
-    dataclasses), handing back only bytes: text when they are UTF-8, else an
-    argument of their own, referenced by index. Text that is not valid Unicode
-    (a lone surrogate, from a JSON escape in someone's data), which no JSON
-    reader in Redis takes, travels the same way, as its surrogate-pass bytes.
+    array (from a tuple: orjson takes six times longer over dataclasses),
+    handing back only bytes: text when they are UTF-8, else
+    an argument of their own, referenced by index. Text that is not valid
+    Unicode (a lone surrogate, from a JSON escape in someone's data), which no
+    JSON reader in Redis takes, travels the same way, as its surrogate-pass
+    bytes. A key that is not text goes as null: the script refuses its entry.
     """
+    index = _Index({stream: 1})
     binary: list[bytes] = []
+    try:
+        as_arrays = [
+            (
+                entry_id,
+                [
+                    (w.op, index[w.key], w.args) if w.op != "HSET_LATEST" else _latest(w, index)
+                    for w in writes
+                ],
+            )
+            for entry_id, writes in batch
+        ]
+    except (TypeError, IndexError):  # a key that cannot be hashed, HSET_LATEST's arguments short
+        pass
+    else:
+        if _all_text(index):
+            try:
+                payload = orjson.dumps(as_arrays, default=_encoder(binary))
+            except orjson.JSONEncodeError:
+                binary.clear()
+            else:
+                return list(index), payload, binary  # type: ignore[arg-type]  # checked by _all_text
+    return _careful_payload(stream, batch)
+
+
+class _Index(dict[object, int]):
+    """Key → its index in KEYS (from 1), a new key taking the next: a lookup at C speed."""
+
+    def __missing__(self, key: object) -> int:
+        at = self[key] = len(self) + 1
+        return at
+
+
+def _encoder(binary: list[bytes]) -> Callable[[object], str | list[int] | None]:
+    """orjson's ``default``: a value it cannot write itself, as Redis will take it.
+
+    Bytes that are UTF-8 go as text, others as an argument of their own in
+    ``binary``, referenced by index; an int past 64 bits (orjson refuses it) as
+    its digits; anything else as null, which the script refuses for its entry,
+    before that entry's ack.
+    """
 
     def encoded(value: object) -> str | list[int] | None:
         if isinstance(value, bytes):
@@ -138,30 +187,80 @@ def commit_payload(
                 binary.append(value)
                 return [len(binary) + 2]  # ARGV index in Lua: group, payload, then these
         if isinstance(value, int) and not isinstance(value, bool):
-            return str(value)  # past 64 bits: orjson refuses it, Redis takes its digits
-        return None  # what Redis cannot take: the script refuses the entry, before its ack
+            return str(value)
+        return None
+
+    return encoded
+
+
+def _latest(w: Write, index: _Index) -> tuple[object, ...]:
+    """HSET_LATEST as ``[op, key, args, order key, order hash]``, the last two as KEYS indices.
+
+    The arguments keep the keys' text (for the script's checks of arity and
+    text); the script uses the declared keys the indices name.
+    """
+    args = w.args
+    if len(args) > 4:
+        return (w.op, index[w.key], args, index[args[2]], index[args[4]])
+    return (w.op, index[w.key], args, index[args[2]])
+
+
+def _all_text(index: dict[object, int]) -> bool:
+    """Whether every key is text Redis takes as it is (valid Unicode or bytes)."""
+    if not set(map(type, index)) <= _TEXT_TYPES:
+        return False
+    return all(isinstance(k, bytes) or k.isascii() or _encodes(k) for k in index)  # type: ignore[attr-defined, arg-type]  # str or bytes, checked above
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _careful_payload(
+    stream: str, batch: Sequence[tuple[str, Sequence[Write]]]
+) -> tuple[list[str | bytes], bytes, list[bytes]]:
+    """:func:`commit_payload` for a batch holding bytes, odd text or values Redis cannot take.
+
+    Every key and argument is looked at: bytes that are UTF-8 go as text,
+    others (and text that is not valid Unicode) as an argument of their own;
+    a key or value that is not text goes as null, which the script refuses
+    for its entry only, before that entry's ack.
+    """
+    index: dict[str | bytes, int] = {stream: 1}
+    binary: list[bytes] = []
+
+    def ref(key: object) -> int | None:
+        if isinstance(key, str):
+            if not _encodes(key):
+                key = key.encode(errors="surrogatepass")
+        elif not isinstance(key, bytes):
+            return None
+        return index.setdefault(key, len(index) + 1)
+
+    encoded = _encoder(binary)
 
     def valid(text: str) -> str | list[int] | None:
-        try:
-            text.encode()
-        except UnicodeEncodeError:
-            return encoded(text.encode(errors="surrogatepass"))
-        return text
+        if _encodes(text):
+            return text
+        return encoded(text.encode(errors="surrogatepass"))
 
     def checked(args: object) -> list[str | list[int] | None] | None:
         if not isinstance(args, tuple | list):
             return None  # refused by the script, like any malformed write
         return [valid(a) if isinstance(a, str) else encoded(a) for a in args]
 
-    as_arrays = [(entry_id, [(w.op, w.key, w.args) for w in writes]) for entry_id, writes in batch]
-    try:
-        return orjson.dumps(as_arrays, default=encoded), binary
-    except orjson.JSONEncodeError:
-        binary.clear()
-    every_arg_checked = [
-        (entry_id, [(w.op, w.key, checked(w.args)) for w in writes]) for entry_id, writes in batch
-    ]
-    return orjson.dumps(every_arg_checked, default=_refused), binary
+    def write(w: Write) -> tuple[object, ...]:
+        array = (w.op, ref(w.key), checked(w.args))
+        if w.op != "HSET_LATEST" or not isinstance(w.args, tuple | list):
+            return array
+        return array + tuple(ref(k) for k in w.args[2:5:2])
+
+    every_arg_checked = [(entry_id, [write(w) for w in writes]) for entry_id, writes in batch]
+    return list(index), orjson.dumps(every_arg_checked, default=_refused), binary
 
 
 def _refused(_: object) -> None:

@@ -11,6 +11,13 @@ local function value(v)
   if type(v) == 'table' then return ARGV[v[1]] end  -- bytes that are not UTF-8
   return v
 end
+local function key_at(n)  -- every key is declared: the JSON names it by its index in KEYS
+  if type(n) == 'number' then return KEYS[n] end
+end
+-- HSET_LATEST's arguments 3 and 5 (order key, order hash) are keys: declared
+-- too, their indices in KEYS follow the arguments, as w[4] and w[5]
+local refs = {HSET_LATEST = {3, 5}}
+local none = {}
 local function wrong(key, want)
   local have = redis.call('TYPE', key)['ok']
   if have ~= 'none' and have ~= want then
@@ -18,7 +25,7 @@ local function wrong(key, want)
   end
 end
 local function malformed(w)  -- what Redis would refuse in this write, or nil
-  local op, key, args = w[1], w[2], w[3]
+  local op, key, args = w[1], key_at(w[2]), w[3]
   if kinds[op] == nil then return 'unknown output op ' .. tostring(op) end
   if type(key) ~= 'string' or key == '' then return op .. ': the key is not text' end
   if type(args) ~= 'table' then return op .. ' ' .. key .. ': no arguments' end
@@ -27,6 +34,11 @@ local function malformed(w)  -- what Redis would refuse in this write, or nil
     local t = type(args[j])
     if t == 'table' then t = type(value(args[j])) end
     if t ~= 'string' and t ~= 'number' then
+      return op .. ' ' .. key .. ': argument ' .. j .. ' is not text'
+    end
+  end
+  for at, j in ipairs(refs[op] or none) do
+    if j <= n and not key_at(w[3 + at]) then
       return op .. ' ' .. key .. ': argument ' .. j .. ' is not text'
     end
   end
@@ -51,18 +63,21 @@ for i, item in ipairs(batch) do
   for _, w in ipairs(writes) do
     acked[i] = malformed(w)
     local want = kinds[w[1]]
-    if not acked[i] and want then acked[i] = wrong(w[2], want) end
+    if not acked[i] and want then acked[i] = wrong(KEYS[w[2]], want) end
     if not acked[i] and w[1] == 'HSET_LATEST' then  -- its order hashes too
-      local source = w[3][5]
-      acked[i] = wrong(value(w[3][3]), 'hash') or (source and wrong(value(source), 'hash'))
+      local source = w[3][5] and KEYS[w[5]]
+      acked[i] = wrong(KEYS[w[4]], 'hash') or (source and wrong(source, 'hash'))
     end
     if acked[i] then break end
   end
   if acked[i] == nil then acked[i] = redis.call('XACK', KEYS[1], group, id) end
   if acked[i] == 1 then
     for _, w in ipairs(writes) do
-      local op, key, args = w[1], w[2], {}
+      local op, key, args = w[1], KEYS[w[2]], {}
       for j, v in ipairs(w[3]) do args[j] = value(v) end
+      for at, j in ipairs(refs[op] or none) do
+        if args[j] then args[j] = KEYS[w[3 + at]] end
+      end
       if op == 'XADD' then
         redis.call('XADD', key, '*', unpack(args))
       elseif op == 'HSET' then

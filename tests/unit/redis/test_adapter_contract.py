@@ -175,6 +175,23 @@ async def test_commit_carries_any_text_and_any_bytes(adapter: StreamAdapter, pre
     assert {} == await owners(adapter, stream)
 
 
+async def test_commit_writes_to_keys_of_any_text(adapter: StreamAdapter, prefix: str) -> None:
+    """Output keys with non-ASCII text, a lone surrogate or a space, and an order key, all land."""
+    stream, ids = await setup(adapter, prefix, 1)
+    await read(adapter, stream, "c1")
+    out, odd, spaced = f"{prefix}:sortie ✓", f"{prefix}:a\ud800b", f"{prefix}:with space"
+    writes = [
+        Write.xadd(out, {"n": "1"}),
+        Write.hset(odd, {"f": "v"}),
+        Write.hset_latest(spaced, "api", "1", order_key=f"{prefix}:ordre ✓", order="a"),
+    ]
+    assert [True] == await adapter.commit(stream, GROUP, [(ids[0], writes)])
+    assert 1 == await adapter.length(out)
+    assert {b"f": b"v"} == await adapter.client.hgetall(odd.encode(errors="surrogatepass"))
+    assert {"api": "1"} == await adapter.hash_all(spaced)
+    assert {"api": "a"} == await adapter.hash_all(f"{prefix}:ordre ✓")
+
+
 async def test_hset_latest_keeps_the_latest_order_not_the_last_write(
     adapter: StreamAdapter, prefix: str
 ) -> None:
@@ -344,6 +361,13 @@ MALFORMED = [
         "XADD k: argument 4 is not text",
     ),
     ("no args", Write("EXPIRE", "k", None), "EXPIRE k: no arguments"),  # type: ignore[arg-type]
+    ("a list key", Write("XADD", ["k"], ("a", "1")), "XADD: the key is not text"),  # type: ignore[arg-type]
+    ("short latest", Write("HSET_LATEST", "k", ("f", "v")), "HSET_LATEST k: 2 arguments"),
+    (
+        "order key not text",
+        Write("HSET_LATEST", "k", ("f", "v", None, "1")),  # type: ignore[arg-type]
+        "HSET_LATEST k: argument 3 is not text",
+    ),
 ]
 
 
@@ -534,6 +558,23 @@ async def test_reap_deletes_only_idle_empty_consumers_without_heartbeat(
         stream, GROUP, idle_ms=0, heartbeat_prefix=heartbeats
     )
     assert {"busy", "live"} == await consumer_names(adapter, stream)
+
+
+async def test_reap_takes_a_consumer_name_that_is_not_utf8(
+    adapter: StreamAdapter, prefix: str
+) -> None:
+    """A consumer named in bytes that are not UTF-8 is reaped; its heartbeat key is checked too."""
+    stream, _ = await setup(adapter, prefix, 1)
+    heartbeats = f"{prefix}:heartbeat:"
+    await adapter.client.xgroup_createconsumer(stream, GROUP, b"\xffkept")
+    await adapter.client.xgroup_createconsumer(stream, GROUP, b"\xffgone")
+    await adapter.client.set(heartbeats.encode() + b"\xffkept", "record")
+    await anyio.sleep(0.01)  # idle_ms=0 needs a whole millisecond of idle, as above
+    assert ["\ufffdgone"] == await adapter.reap_consumers(
+        stream, GROUP, idle_ms=0, heartbeat_prefix=heartbeats
+    )
+    found: Any = await adapter.client.xinfo_consumers(stream, GROUP)
+    assert [b"\xffkept"] == [c["name"] for c in found]
 
 
 # -- heartbeats ------------------------------------------------------------------------
