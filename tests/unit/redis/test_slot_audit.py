@@ -1,8 +1,8 @@
 """Slot audit, no server: every commit of every built-in worker names keys of one cluster slot.
 
 All four pipeline workers run in REDIS_MODE=cluster on fakeredis, behind an
-adapter that records the keys of every commit (the input stream, each
-write's key and the keys an HSET_LATEST names). Deployments take every path
+adapter that records the KEYS of every commit as the script is sent them
+(the input stream, then each output key). Deployments take every path
 (validated and healthy, rejected, blocked, a malformed entry dead-lettered),
 in every partition; each commit's keys must hash to one slot, or on a real
 cluster the commit would be refused (CROSSSLOT) or fail after its ack.
@@ -24,6 +24,7 @@ from printery.pipeline.publish import started_event
 from printery.pipeline.validator import ValidatorWorker
 from printery.redis.adapter import StreamAdapter, Write
 from printery.redis.keys import Keys, Partitions
+from printery.redis.writes import commit_payload
 from tests.support.events import Recorder
 from tests.support.harness import make_deps, running
 
@@ -40,13 +41,10 @@ class AuditingAdapter(StreamAdapter):
     async def commit(
         self, stream: str, group: str, batch: Sequence[tuple[str, Sequence[Write]]]
     ) -> list[bool | str]:
-        for _, writes in batch:
-            keys = [stream]
-            for write in writes:
-                keys.append(write.key)
-                if write.op == "HSET_LATEST":
-                    keys += [str(write.args[2]), *(str(a) for a in write.args[4:5])]
-            self.commits.append(tuple(keys))
+        for entry in batch:
+            # The KEYS the commit script is sent with (the stream, then each output key).
+            keys, _, _ = commit_payload(stream, [entry])
+            self.commits.append(tuple(k if isinstance(k, str) else k.decode() for k in keys))
         return await super().commit(stream, group, batch)
 
 
