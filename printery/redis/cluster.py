@@ -89,18 +89,24 @@ async def check_server_mode(settings: Settings) -> None:
     kinds), before the cluster client reads a slot map it could not have.
     RedisUnavailable when the server does not answer.
     """
-    probe = connect(
-        settings.redis_url,
-        socket_timeout=settings.redis_socket_timeout,
-        connect_timeout=settings.redis_connect_timeout,
+    probe = StreamAdapter(
+        connect(
+            settings.redis_url,
+            socket_timeout=settings.redis_socket_timeout,
+            connect_timeout=settings.redis_connect_timeout,
+        )
     )
     try:
-        with translated():
-            info: dict[str, Any] = await probe.info("cluster")
-    except RedisPermanent:
-        return  # INFO refused by an ACL: the cluster client's start tells the kinds apart
+        # PING first: a mistake in the URL (TLS at a plain port, a database past
+        # the server's) is told as such (printery.redis.diagnose), as without a mode check.
+        await probe.ping()
+        try:
+            with translated():
+                info: dict[str, Any] = await probe.client.info("cluster")
+        except RedisPermanent:
+            return  # INFO refused by an ACL: the cluster client's start tells the kinds apart
     finally:
-        await probe.aclose()
+        await probe.close()
     enabled = int(info.get("cluster_enabled", 0)) == 1
     if enabled and not settings.cluster:
         raise ConfigError(
