@@ -15,6 +15,9 @@ Defaults (and why):
   minute; live handlers refresh their messages every third of that.
 - ``CONSUMER_IDLE_TIMEOUT`` 3600 s: consumers with nothing pending and no live
   heartbeat are removed from their groups after an hour.
+- ``REDIS_MODE`` standalone, ``PARTITIONS`` 12 (README "Redis Cluster"): on a Redis Cluster
+  each stage's stream is split in 12, four per primary of a three-primary
+  cluster; 12 divides evenly over 1, 2, 3, 4 and 6 primaries.
 - ``STREAM_RETENTION`` 86400 s, ``DEAD_LETTER_RETENTION`` 30 days,
   ``STREAM_TRIM_INTERVAL`` 60 s: a day of acknowledged history is
   enough to replay or debug, a month of dead letters enough to notice them; a
@@ -94,6 +97,8 @@ class Settings(BaseSettings):
     )
 
     redis_url: str = Field("redis://localhost:6379/0", repr=False)
+    redis_mode: Literal["standalone", "cluster"] = "standalone"
+    partitions: int = Field(12, ge=1, le=256)
     worker_mode: str = "all"
     supervised_mode: bool = False
     max_restart_attempts: int = Field(3, ge=0, le=1000)
@@ -147,6 +152,11 @@ class Settings(BaseSettings):
     stream_trim_interval: float = Field(60.0, gt=0, le=86400)
     dead_letter_retention: float | None = Field(30 * 86400.0, gt=0, le=_TEN_YEARS_S)
     per_worker: dict[str, dict[str, str]] = Field(default_factory=dict, exclude=True)
+
+    @field_validator("redis_mode", mode="before")
+    @classmethod
+    def _normalise_mode(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -252,6 +262,25 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _check_cluster(self) -> Settings:
+        if self.redis_mode != "cluster":
+            return self
+        parts = urlsplit(self.redis_url)
+        if parts.scheme == "unix":
+            raise ConfigError(
+                "REDIS_URL",
+                "must be redis:// or rediss:// with REDIS_MODE=cluster: "
+                "a cluster's nodes are reached over TCP",
+            )
+        db = dict(parse_qsl(parts.query)).get("db") or parts.path.strip("/") or "0"
+        if db != "0":
+            raise ConfigError(
+                "REDIS_URL",
+                f"names database {db}, but with REDIS_MODE=cluster only database 0 exists",
+            )
+        return self
+
+    @model_validator(mode="after")
     def _check_pipeline(self) -> Settings:
         if self.notify_webhook_backoff_max_ms < self.notify_webhook_backoff_ms:
             raise ConfigError(
@@ -262,6 +291,11 @@ class Settings(BaseSettings):
         return self
 
     # Derived views ---------------------------------------------------------
+
+    @property
+    def cluster(self) -> bool:
+        """Whether Redis is a Redis Cluster (``REDIS_MODE=cluster``)."""
+        return self.redis_mode == "cluster"
 
     @property
     def redis_url_redacted(self) -> str:

@@ -37,9 +37,11 @@ from anyio.abc import TaskStatus
 
 from printery.context import WorkerContext, WorkerDeps
 from printery.engine.consumer import StreamConsumer
+from printery.engine.partitioned import PARTITION_KEYS, run_partitions
 from printery.engine.state import handler_progress
 from printery.errors import Drained
 from printery.message import Message
+from printery.redis.keys import Keys, Partitions
 from printery.redis.writes import Write
 
 __all__ = [
@@ -83,11 +85,42 @@ class StreamWorker(abc.ABC):
     def __init__(self, deps: WorkerDeps) -> None:
         self.deps = deps
         self.settings = deps.settings
-        self.keys = deps.keys
         self.concurrency = deps.settings.concurrency_for(self.name, self.default_concurrency)
         self.hang_timeout = deps.settings.hang_timeout_for(self.name)
         self.consumer: StreamConsumer | None = None
+        self.consumers: list[StreamConsumer] = []  # cluster mode: one per partition
         self.ctx: WorkerContext | None = None
+
+    @property
+    def keys(self) -> Keys:
+        """The keys this message's partition writes to; ``deps.keys`` in standalone mode.
+
+        In cluster mode each partition's consumer (and every handler it runs)
+        sees its own partition's keys here, so what a handler writes shares the
+        hash tag of the message it handles (printery.engine.partitioned).
+        """
+        return PARTITION_KEYS.get() or self.deps.keys
+
+    @property
+    def partition_streams(self) -> tuple[str, ...]:
+        """The input stream of every partition (one, :attr:`stream`, in standalone mode)."""
+        if not self.settings.cluster:
+            return (self.stream,)
+        found = []
+        for keys in self.partitions:
+            token = PARTITION_KEYS.set(keys)
+            try:
+                found.append(self.stream)
+            finally:
+                PARTITION_KEYS.reset(token)
+        return tuple(found)
+
+    @property
+    def partitions(self) -> tuple[Keys, ...]:
+        """The partitions this worker reads: one (``deps.keys``) unless REDIS_MODE=cluster."""
+        if not self.settings.cluster:
+            return (self.deps.keys,)
+        return Partitions(self.deps.keys, self.settings.partitions).all
 
     @property
     def group(self) -> str:
@@ -119,6 +152,8 @@ class StreamWorker(abc.ABC):
     @property
     def in_flight(self) -> int:
         """Messages this worker's current run has read and not yet acked (0 between runs)."""
+        if self.consumers:
+            return sum(c.in_flight for c in self.consumers)
         return 0 if self.consumer is None else self.consumer.in_flight
 
     def beat(self, within: float = 0.0) -> None:
@@ -156,5 +191,11 @@ class StreamWorker(abc.ABC):
 
     async def serve(self, ctx: WorkerContext, *, task_status: TaskStatus[None]) -> None:
         self.ctx = ctx
-        self.consumer = StreamConsumer(self, self.deps, ctx)
-        await self.consumer.run(task_status=task_status)
+        if not self.settings.cluster:
+            self.consumer = StreamConsumer(self, self.deps, ctx)
+            await self.consumer.run(task_status=task_status)
+            return
+        self.consumers = []
+        await run_partitions(
+            self, self.deps, ctx, self.partitions, self.consumers, task_status=task_status
+        )

@@ -11,6 +11,7 @@ import pytest
 import stamina.instrumentation
 
 from printery.redis.adapter import StreamAdapter, connect
+from tests.support.redis_cluster import RedisCluster
 from tests.support.redis_server import RedisServer, valkey_server_binary
 
 
@@ -26,6 +27,24 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """One real three-primary Redis Cluster for the session; tests isolate by key prefix."""
+    cluster = RedisCluster(tmp_path_factory.mktemp("cluster"), primaries=3)
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def replicated_cluster(tmp_path: Path) -> Iterator[RedisCluster]:
+    """A 3+3 cluster of this test's own (one replica per primary), for tests that kill nodes."""
+    cluster = RedisCluster(tmp_path / "cluster", primaries=3, replicas=1)
+    cluster.start()
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture(scope="session")

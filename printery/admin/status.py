@@ -46,17 +46,20 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import anyio
 
+from printery.admin.partitions import aggregate
 from printery.admin.readers import held_by, unread_backlogs, vanished_holders
 from printery.admin.status_table import format_status
 from printery.admin.tables import format_duration
 from printery.envelope import now_rfc3339
 from printery.errors import RedisPermanent, RedisUnavailable
 from printery.redis.adapter import StreamAdapter
+from printery.redis.cluster import partitions_of
 from printery.redis.keys import Keys
 from printery.redis.replies import StreamInfo
 from printery.settings import Settings
@@ -103,8 +106,9 @@ def add_status_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 async def run(adapter: StreamAdapter, settings: Settings, args: argparse.Namespace) -> int:
     """Print the status once, or every ``--watch`` seconds; returns the exit code."""
     keys = Keys(settings.stream_prefix)
+    partitions = partitions_of(settings).all if settings.cluster else ()
     if args.watch is None:
-        doc = await collect_status(adapter, keys)
+        doc = await collect_status(adapter, keys, partitions=partitions)
         print(json.dumps(doc, indent=2) if args.json else format_status(doc, settings))
         return 0 if doc["healthy"] else 1
     interval = max(0.1, args.watch)
@@ -134,7 +138,8 @@ async def _refresh(
 ) -> int:
     """One frame of ``--watch``: an unreachable Redis is shown, and tried again next time."""
     try:
-        doc = await collect_status(adapter, keys)
+        partitions = partitions_of(settings).all if settings.cluster else ()
+        doc = await collect_status(adapter, keys, partitions=partitions)
     except (RedisUnavailable, RedisPermanent) as exc:
         line = (
             f"printery: REDIS_URL ({settings.redis_url_redacted}): {exc}"
@@ -162,9 +167,17 @@ def _frame(text: str) -> str:
 
 
 async def collect_status(
-    adapter: StreamAdapter, keys: Keys, *, now: float | None = None
+    adapter: StreamAdapter,
+    keys: Keys,
+    *,
+    now: float | None = None,
+    partitions: Sequence[Keys] = (),
 ) -> dict[str, Any]:
-    """The status document (see the module docstring); ``now`` is a Unix time, for tests."""
+    """The status document (see the module docstring); ``now`` is a Unix time, for tests.
+
+    ``partitions`` (cluster mode): each pipeline stream is the sum of its
+    partitions' streams, every partition kept under ``partitions``.
+    """
     wall = time.time() if now is None else now
     live: list[dict[str, Any]] = []
     stale: list[dict[str, Any]] = []
@@ -183,6 +196,10 @@ async def collect_status(
     server_ms = await adapter.server_time_ms()
     shown = _streams_to_show(keys, [*live, *stale])
     streams = [await _stream(adapter, s, server_ms) for s in shown]
+    if partitions:
+        streams = [
+            await _partitioned(adapter, d["stream"], keys, partitions, server_ms) for d in streams
+        ]
     held = held_by(streams)
     for daemon in (*live, *stale):
         daemon["pending"] = sum(p for _, _, p in held.get(daemon["consumer"], ()))
@@ -300,6 +317,17 @@ async def _stream(adapter: StreamAdapter, stream: str, server_ms: int) -> dict[s
         "dead_letters": dead,
         "groups": groups,
     }
+
+
+async def _partitioned(
+    adapter: StreamAdapter, stream: str, keys: Keys, partitions: Sequence[Keys], server_ms: int
+) -> dict[str, Any]:
+    """A pipeline stream summed over its partitions; any other stream as it is."""
+    suffix = stream.removeprefix(keys.root)
+    if suffix == stream:
+        return await _stream(adapter, stream, server_ms)
+    parts = [await _stream(adapter, p.root + suffix, server_ms) for p in partitions]
+    return aggregate(stream, parts)
 
 
 def _id_ms(entry_id: str) -> int:

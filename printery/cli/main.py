@@ -23,6 +23,7 @@ import anyio
 
 from printery import __version__
 from printery.admin import deployments, dlq, status
+from printery.admin.dlq_partitions import run_partitioned
 from printery.errors import ConfigError, RedisError, RedisPermanent, RedisUnavailable
 from printery.pipeline.deployment import Invalid
 from printery.pipeline.publish import (
@@ -36,7 +37,8 @@ from printery.pipeline.rules import validate_deployment
 from printery.pipeline.timeline import format_timeline, read_timeline
 from printery.pipeline.validator import rules_from
 from printery.processes.task import run_task_command
-from printery.redis.adapter import StreamAdapter, connect
+from printery.redis.adapter import StreamAdapter
+from printery.redis.cluster import open_adapter, partitions_of, start_adapter
 from printery.redis.keys import Keys
 from printery.settings import SECRET_FIELDS, Settings, environment_only_help, load_settings
 
@@ -222,6 +224,9 @@ def run(argv: Sequence[str] | None = None) -> int:
         except UsageProblem as exc:
             print(f"printery: {exc}", file=sys.stderr)
             return 2
+        if settings.cluster:  # a stage's dead letters are one stream per partition
+            base, parts = Keys(settings.stream_prefix), partitions_of(settings).all
+            return _with_redis(settings, lambda a: run_partitioned(a, request, base, parts))
         return _with_redis(settings, lambda a: dlq.run(a, request))
     if args.command == "publish":
         return _publish(settings, args)
@@ -232,8 +237,10 @@ def run(argv: Sequence[str] | None = None) -> int:
         return _with_redis(settings, lambda a: deployments.run(a, keys, args))
     if args.command == "task":
         keys = Keys(settings.stream_prefix)
+        parts = partitions_of(settings).all if settings.cluster else ()
         return _with_redis(
-            settings, lambda a: run_task_command(a, keys, args.event_id, as_json=args.json)
+            settings,
+            lambda a: run_task_command(a, keys, args.event_id, as_json=args.json, partitions=parts),
         )
     if args.command == "dashboard":
         from printery.dashboard.serve import serve  # noqa: PLC0415 - the web page loads only here
@@ -246,15 +253,10 @@ def _with_redis(settings: Settings, command: Callable[[StreamAdapter], Awaitable
     """Connect, ping, run ``command``; an unreachable Redis is one line and exit 2."""
 
     async def go() -> int:
-        adapter = StreamAdapter(
-            connect(
-                settings.redis_url,
-                socket_timeout=settings.redis_socket_timeout,
-                connect_timeout=settings.redis_connect_timeout,
-                client_name="printery:cli",
-            )
-        )
+        adapter = open_adapter(settings, client_name="printery:cli")
         try:
+            # REDIS_MODE and PARTITIONS against what the installation recorded: exit 2 if not.
+            await start_adapter(adapter, settings)
             await adapter.ping()
             return await command(adapter)
         finally:
@@ -262,6 +264,9 @@ def _with_redis(settings: Settings, command: Callable[[StreamAdapter], Awaitable
 
     try:
         return anyio.run(go)
+    except ConfigError as exc:
+        print(f"printery: {exc}", file=sys.stderr)
+        return 2
     except RedisUnavailable as exc:
         print(
             f"printery: cannot reach Redis at {settings.redis_url_redacted}: {exc}",
@@ -301,7 +306,8 @@ def _publish(settings: Settings, args: argparse.Namespace) -> int:
         return 2
 
     async def publish(adapter: StreamAdapter) -> int:
-        keys = Keys(settings.stream_prefix)
+        # In cluster mode, into the partition the deployment's id hashes to.
+        keys = partitions_of(settings).of(event.subject)
         entry_id = await publish_started(adapter, keys, event)
         print(event.subject, flush=True)
         if wait_s is None:
@@ -318,7 +324,9 @@ def _publish(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _deployment(adapter: StreamAdapter, settings: Settings, args: argparse.Namespace) -> int:
-    timeline = await read_timeline(adapter, Keys(settings.stream_prefix), args.deployment_id)
+    # On a cluster, the timeline is in the partition the deployment's id hashes to.
+    keys = partitions_of(settings).of(args.deployment_id)
+    timeline = await read_timeline(adapter, keys, args.deployment_id)
     if timeline is None:
         print(
             f"printery: no timeline for deployment {args.deployment_id!r} "

@@ -41,12 +41,13 @@ async def _idle(
             continue
         if state is not WorkerState.RUNNING or worker.in_flight:
             return False
-        try:
-            stats = await adapter.group_stats(worker.stream, worker.group)
-        except (RedisUnavailable, RedisPermanent):
-            return False  # the workers report the outage; look again when it is over
-        if stats is None or stats.pending or stats.lag:
-            return False
+        for stream in worker.partition_streams:  # one, unless on a Redis Cluster
+            try:
+                stats = await adapter.group_stats(stream, worker.group)
+            except (RedisUnavailable, RedisPermanent):
+                return False  # the workers report the outage; look again when it is over
+            if stats is None or stats.pending or stats.lag:
+                return False
     return True
 
 

@@ -54,6 +54,7 @@ from typing import Final
 
 import anyio
 
+from printery.engine.partitioned import PARTITION_KEYS
 from printery.errors import RedisError, RedisOutOfMemory, RedisUnavailable
 from printery.lifecycle import Emit, StreamTrimmed, TrimFailed
 from printery.redis.adapter import StreamAdapter
@@ -100,6 +101,25 @@ def targets(settings: Settings, keys: Keys, workers: Iterable[Worker] = ()) -> l
         if not stream.endswith(DEAD_SUFFIX):
             add(Keys.dead(stream), settings.dead_letter_retention, by_age=True)
     return list(found.values())
+
+
+def partitioned_targets(
+    settings: Settings, partitions: Sequence[Keys], workers: Iterable[Worker] = ()
+) -> list[Target]:
+    """:func:`targets` for every partition (cluster mode): each worker's streams as it reads them.
+
+    A worker names its streams from its keys, which are its partition's while
+    :data:`~printery.engine.partitioned.PARTITION_KEYS` says so.
+    """
+    workers = list(workers)
+    found: list[Target] = []
+    for keys in partitions:
+        token = PARTITION_KEYS.set(keys)
+        try:
+            found += targets(settings, keys, workers)
+        finally:
+            PARTITION_KEYS.reset(token)
+    return found
 
 
 class Trimmer:

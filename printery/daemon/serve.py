@@ -33,14 +33,15 @@ from printery.daemon.burst import wait_until_handled
 from printery.daemon.discovery import build_worker, load_factory
 from printery.daemon.logs import configure_logging, get_logger, log_sink
 from printery.daemon.metrics import Metrics
-from printery.daemon.retention import Trimmer, targets
+from printery.daemon.retention import Trimmer, partitioned_targets, targets
 from printery.daemon.signals import early_signals, listen_early
 from printery.daemon.web import Endpoints
 from printery.errors import ConfigError, ConsumerNameTaken, RedisPermanent, RedisUnavailable, find
 from printery.lifecycle import Emit, Hub
 from printery.processes.worker import ProcessWorker, process_worker_factory
 from printery.processes.workers_file import load_workers_file
-from printery.redis.adapter import StreamAdapter, connect
+from printery.redis.adapter import StreamAdapter
+from printery.redis.cluster import open_adapter, partitions_of, start_adapter
 from printery.redis.keys import Keys
 from printery.redis.replies import GroupStats
 from printery.settings import BUILTIN_WORKERS, Settings, environment_only_help, load_settings
@@ -215,17 +216,13 @@ async def _serve(settings: Settings, burst: bool = False) -> int:
     log = get_logger(consumer=settings.consumer_name)
     keys = Keys(settings.stream_prefix)
     hub = Hub([log_sink(settings.consumer_name)])
-    client = connect(
-        settings.redis_url,
-        socket_timeout=settings.redis_socket_timeout,
-        connect_timeout=settings.redis_connect_timeout,
-        client_name=f"printery:{settings.consumer_name}",
-    )
-    adapter = StreamAdapter(client)
+    adapter = open_adapter(settings, client_name=f"printery:{settings.consumer_name}")
     deps = WorkerDeps(settings, adapter, keys, settings.consumer_name)
     manager = build_manager(settings, deps, hub)  # configuration errors first, before any I/O
     workers = manager.workers()
     try:
+        # REDIS_MODE against the server, the slot map, PARTITIONS: a disagreement is exit 2.
+        await start_adapter(adapter, settings)
         await adapter.ping()
     except RedisUnavailable as exc:
         log.warning(
@@ -240,9 +237,11 @@ async def _serve(settings: Settings, burst: bool = False) -> int:
         fresh = []
         for worker in workers:
             if isinstance(worker, StreamWorker):
-                found = await adapter.group_stats(worker.stream, worker.group)
-                if found is not None:
-                    fresh.append(found)
+                # On a cluster, one series per partition stream (12 by default: bounded).
+                for stream in worker.partition_streams:
+                    found = await adapter.group_stats(stream, worker.group)
+                    if found is not None:
+                        fresh.append(found)
         stats[:] = fresh
 
     async def redis_ok() -> bool:
@@ -275,7 +274,9 @@ async def _serve(settings: Settings, burst: bool = False) -> int:
     trimmer = Trimmer(
         adapter,
         keys,
-        targets(settings, keys, workers),
+        partitioned_targets(settings, partitions_of(settings).all, workers)
+        if settings.cluster
+        else targets(settings, keys, workers),
         interval=settings.stream_trim_interval,
         emit=hub,
     )

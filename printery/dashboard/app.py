@@ -21,7 +21,7 @@ it writes only what an operator asks for (replay, purge).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from importlib import resources
 from typing import Final
 
@@ -61,12 +61,13 @@ def create_app(
     *,
     interval: float = 2.0,
     sampler: Sampler | None = None,
+    partitions: Sequence[Keys] = (),
 ) -> web.Application:
     """The application; the sampler runs from startup to cleanup."""
     app = web.Application(middlewares=[security_headers, _identify], client_max_size=256 * 1024)
     app[ADAPTER] = adapter
     app[KEYS] = keys
-    app[SAMPLER] = sampler or Sampler(adapter, keys, interval=interval)
+    app[SAMPLER] = sampler or Sampler(adapter, keys, interval=interval, partitions=partitions)
     app[AUTH] = Auth(token)
     app.cleanup_ctx.append(_run_sampler)
     app.router.add_get("/", views.overview)

@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -76,9 +76,11 @@ class Sampler:
         *,
         interval: float = 2.0,
         clock: Callable[[], float] = time.time,
+        partitions: Sequence[Keys] = (),
     ) -> None:
         self.adapter = adapter
         self.keys = keys
+        self.partitions = tuple(partitions)  # cluster mode: each stage summed over these
         self.interval = interval
         self.clock = clock
         self.reads = 0  # readings taken, for tests and the benchmark
@@ -121,7 +123,9 @@ class Sampler:
             self.reads += 1
             now = self.clock()
             try:
-                doc = await collect_status(self.adapter, self.keys, now=now)
+                doc = await collect_status(
+                    self.adapter, self.keys, now=now, partitions=self.partitions
+                )
             except RedisError as exc:
                 _log.warning("printery.dashboard_sample_failed", error=str(exc))
                 old = self._snapshot

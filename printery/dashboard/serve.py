@@ -18,7 +18,7 @@ from printery.daemon.logs import configure_logging
 from printery.dashboard.app import create_app
 from printery.dashboard.config import DashboardConfig
 from printery.errors import ConfigError, RedisError
-from printery.redis.adapter import StreamAdapter, connect
+from printery.redis.cluster import open_adapter, partitions_of, start_adapter
 from printery.redis.keys import Keys
 from printery.settings import Settings
 
@@ -42,16 +42,11 @@ def serve(settings: Settings, host: str | None, port: int | None) -> int:
 
 
 async def _serve(settings: Settings, config: DashboardConfig) -> int:
-    adapter = StreamAdapter(
-        connect(
-            settings.redis_url,
-            socket_timeout=settings.redis_socket_timeout,
-            connect_timeout=settings.redis_connect_timeout,
-            client_name="printery:dashboard",
-        )
-    )
+    adapter = open_adapter(settings, client_name="printery:dashboard")
     try:
         try:
+            # REDIS_MODE and PARTITIONS checked as by every printery command.
+            await start_adapter(adapter, settings)
             await adapter.ping()
         except RedisError as exc:
             print(
@@ -59,7 +54,8 @@ async def _serve(settings: Settings, config: DashboardConfig) -> int:
                 file=sys.stderr,
             )
             return 2
-        app = create_app(adapter, Keys(settings.stream_prefix), config.token)
+        parts = partitions_of(settings).all if settings.cluster else ()
+        app = create_app(adapter, Keys(settings.stream_prefix), config.token, partitions=parts)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, config.host, config.port)

@@ -126,15 +126,7 @@ class HealthMonitorWorker(HttpStreamWorker):
             )
             out = successor(event, "deployment.healthy", {**data, "reasons": []}, source=_SOURCE)
             return [
-                Write.hset_latest(
-                    self.keys.registry(deployment.environment),
-                    deployment.service,
-                    deployment.version,
-                    order_key=self.keys.registry_requested(deployment.environment),
-                    # when it was validated, read in the commit; the event's time if gone
-                    order=event.time,
-                    order_from=(self.keys.deployment(deployment.deployment_id), "validation_at"),
-                ),
+                *await self._record(deployment, event.time),
                 Write.xadd(self.keys.notifications, out.to_fields()),
                 *self._timeline(deployment, "healthy", summary),
             ]
@@ -149,6 +141,35 @@ class HealthMonitorWorker(HttpStreamWorker):
             Write.xadd(self.keys.notifications, out.to_fields()),
             *self._timeline(deployment, "unhealthy", f"{reason} ({result.polls} polls)"),
         ]
+
+    async def _record(self, deployment: Deployment, requested: str) -> list[Write]:
+        """Record the version in the registry: in the commit, or on a cluster just before it.
+
+        The order is when the deployment was validated (its timeline), else the
+        event's time: the latest request wins, not the last to turn healthy.
+        On a Redis Cluster the registry cannot share the partition's slot, so
+        it is its own idempotent step, run before the ack-gated commit: a
+        redelivery (the commit lost with its daemon) repeats it harmlessly.
+        """
+        registry = self.keys.registry(deployment.environment)
+        order_key = self.keys.registry_requested(deployment.environment)
+        timeline = self.keys.deployment(deployment.deployment_id)
+        if not self.settings.cluster:
+            write = Write.hset_latest(
+                registry,
+                deployment.service,
+                deployment.version,
+                order_key=order_key,
+                order=requested,
+                order_from=(timeline, "validation_at"),  # read in the commit itself
+            )
+            return [write]
+        found = await self.deps.adapter.hash_get(timeline, ["validation_at"])
+        order = found["validation_at"] or requested
+        await self.deps.adapter.set_latest(
+            registry, deployment.service, deployment.version, order_key=order_key, order=order
+        )
+        return []
 
     async def watch(self, check: HealthCheck) -> WatchResult:
         """Poll until ``healthy_threshold`` consecutive ``expect_status``, or the deadline."""

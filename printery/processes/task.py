@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,7 +44,8 @@ _TEXT_CHARS = 4000
 
 
 def task_key(keys: Keys, event_id: str) -> str:
-    return f"{keys.prefix}:task:{event_id}"
+    """``<prefix>:task:<id>``; on a cluster under the partition's tag, like its commit's keys."""
+    return f"{keys.root}:task:{event_id}"
 
 
 def record_writes(keys: Keys, event_id: str, fields: Mapping[str, str], ttl_s: int) -> list[Write]:
@@ -176,10 +177,23 @@ def format_task(record: TaskRecord) -> str:
 
 
 async def run_task_command(
-    adapter: StreamAdapter, keys: Keys, event_id: str, *, as_json: bool
+    adapter: StreamAdapter,
+    keys: Keys,
+    event_id: str,
+    *,
+    as_json: bool,
+    partitions: Sequence[Keys] = (),
 ) -> int:
-    """``printery task <event id> [--json]``: 0 when found, 1 when nothing is kept."""
-    record = await read_task(adapter, keys, event_id)
+    """``printery task <event id> [--json]``: 0 when found, 1 when nothing is kept.
+
+    On a cluster the record is in the partition its message was read from,
+    which its id does not tell: each of ``partitions`` is looked in.
+    """
+    record = None
+    for where in partitions or (keys,):
+        record = await read_task(adapter, where, event_id)
+        if record is not None:
+            break
     if record is None:
         print(
             f"printery: no task record for event {event_id!r} "

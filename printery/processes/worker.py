@@ -62,7 +62,7 @@ class ProcessWorker(StreamWorker):
 
     @property
     def stream(self) -> str:
-        return f"{self.keys.prefix}:{self.definition.input}"
+        return f"{self.keys.root}:{self.definition.input}"  # root: the partition's, on a cluster
 
     @property
     def group(self) -> str:
@@ -131,6 +131,9 @@ class ProcessWorker(StreamWorker):
         d = self.definition
         started, started_at = time.perf_counter(), now_rfc3339()
         self.beat(within=d.task_timeout_s + _BEAT_GRACE_S)
+        # This message's partition's keys (cluster mode), taken now: on_line runs
+        # in the pool's reader task, which belongs to no partition.
+        keys = self.keys
 
         async def on_line(line: dict[str, Any]) -> None:
             self.beat(within=d.task_timeout_s + _BEAT_GRACE_S)
@@ -144,9 +147,7 @@ class ProcessWorker(StreamWorker):
                 )
             with contextlib.suppress(RedisUnavailable):  # the record is for people; never stalls
                 await self.deps.adapter.apply(
-                    line_writes(
-                        self.keys, event.id, line, self.settings.timeline_ttl, worker=self.name
-                    )
+                    line_writes(keys, event.id, line, self.settings.timeline_ttl, worker=self.name)
                 )
 
         def record(status: str, **extra: Any) -> list[Write]:
@@ -160,7 +161,7 @@ class ProcessWorker(StreamWorker):
                 entry_id=message.id,
                 **extra,
             )
-            return record_writes(self.keys, event.id, fields, self.settings.timeline_ttl)
+            return record_writes(keys, event.id, fields, self.settings.timeline_ttl)
 
         try:
             result = await self._run(message, event, params, on_line)
@@ -210,7 +211,7 @@ class ProcessWorker(StreamWorker):
                 source=f"printery/{self.name}",
                 traceparent=event.traceparent,
             )
-            writes.append(Write.xadd(f"{self.keys.prefix}:{output.stream}", follow.to_fields()))
+            writes.append(Write.xadd(f"{self.keys.root}:{output.stream}", follow.to_fields()))
         return writes
 
     async def _record_now(self, writes: list[Write]) -> None:

@@ -68,9 +68,11 @@ class StreamAdapter(Views):
     """Stream operations for consumers; methods raise only printery's Redis errors.
 
     Every script call declares, in KEYS, every key its script touches.
-    ``cluster``: the server is a Redis Cluster, so a commit whose keys span
-    hash slots is refused (:class:`CrossSlot`) before it is sent; on a
-    standalone server the keys of one commit may live in any slots.
+    ``cluster``: the server is a Redis Cluster (``client`` a ``RedisCluster``,
+    printery.redis.cluster), so a commit whose keys span hash slots is refused
+    (:class:`CrossSlot`) before it is sent, and the operations that span keys
+    of many slots (heartbeats, the reaper's heartbeat checks) go key by key;
+    on a standalone server the keys of one commit may live in any slots.
     """
 
     def __init__(self, client: aioredis.Redis, *, cluster: bool = False) -> None:
@@ -84,6 +86,7 @@ class StreamAdapter(Views):
         self._release = client.register_script(scripts.RELEASE)
         self._reap = client.register_script(scripts.REAP_CONSUMERS)
         self._replay_dead = client.register_script(scripts.REPLAY_DEAD)
+        self._set_latest = client.register_script(scripts.SET_LATEST)
         self._trim_acknowledged = client.register_script(scripts.TRIM_ACKNOWLEDGED)
         self._unlock = client.register_script(scripts.UNLOCK)
 
@@ -259,8 +262,11 @@ class StreamAdapter(Views):
 
         The candidates are read here (XINFO CONSUMERS), so that the script is
         given every heartbeat key it checks in KEYS; it checks each candidate
-        again, atomically, before ``XGROUP DELCONSUMER``.
+        again, atomically, before ``XGROUP DELCONSUMER``. On a cluster the
+        heartbeats live in other slots: see :meth:`_reap_across_slots`.
         """
+        if self.cluster:
+            return await self._reap_across_slots(stream, group, idle_ms, heartbeat_prefix)
         with translated():
             found: list[dict[str, Any]] = await self.client.xinfo_consumers(stream, group)
             names: list[bytes] = [  # as Redis has them: a name need not be UTF-8
@@ -275,6 +281,31 @@ class StreamAdapter(Views):
                 keys=[stream, *(prefix + n for n in names)], args=[group, idle_ms, *names]
             )
         return [_text(n) for n in gone]
+
+    async def _reap_across_slots(
+        self, stream: str, group: str, idle_ms: int, heartbeat_prefix: str
+    ) -> list[str]:
+        """The reaper on a cluster, where heartbeats live in other slots than the stream.
+
+        No script may touch both, so the heartbeats are read first, one key at
+        a time, and each candidate without one is deleted by FORGET_CONSUMER,
+        which re-checks atomically that it holds nothing pending. A consumer
+        that read meanwhile with nothing pending loses only its name: its next
+        read recreates it.
+        """
+        with translated():
+            found: list[dict[str, Any]] = await self.client.xinfo_consumers(stream, group)
+            gone = []
+            for c in found:
+                name = c["name"]
+                if int(c["pending"]) or int(c["idle"]) <= idle_ms or _inactive_ms(c) <= idle_ms:
+                    continue
+                raw = name if isinstance(name, bytes) else str(name).encode()
+                if await self.client.exists(heartbeat_prefix.encode() + raw):
+                    continue
+                if int(await self._forget(keys=[stream], args=[group, raw])) >= 0:
+                    gone.append(_text(raw))
+        return gone
 
     async def add(self, stream: str, fields: Mapping[str, str | bytes]) -> str:
         with translated():
@@ -316,7 +347,10 @@ class StreamAdapter(Views):
             keys = [k async for k in self.client.scan_iter(match=pattern, count=500)]
             if not keys:
                 return []
-            values: list[Any] = await self.client.mget(keys)
+            if self.cluster:  # the keys live in many slots: one MGET per slot
+                values: list[Any] = await self.client.mget_nonatomic(keys)  # type: ignore[attr-defined]  # RedisCluster's own
+            else:
+                values = await self.client.mget(keys)
         return [v for v in values if v is not None]
 
 

@@ -23,6 +23,10 @@
   ``idle`` alone does not prove a consumer dead. The reaper is given the
   candidates (read beforehand) and their heartbeat keys in KEYS, and checks
   each again before deleting it.
+- ``SET_LATEST``: the registry's own step on a Redis Cluster, where it cannot
+  share the commit's slot: HSET a field unless a later order is recorded for
+  it; idempotent, so it runs before the ack-gated commit and a redelivery
+  repeats it harmlessly.
 - ``TRIM_ACKNOWLEDGED``: retention. Reads every group's
   last-delivered id and lowest pending id and trims below the lowest of them
   and the age cutoff, in one step: a group reading or claiming between a
@@ -50,6 +54,7 @@ __all__ = [
     "RELEASE",
     "REPLAY_DEAD",
     "SET_IDLE",
+    "SET_LATEST",
     "TRIM_ACKNOWLEDGED",
     "UNLOCK",
 ]
@@ -76,6 +81,7 @@ REAP_CONSUMERS: Final = _load("reap_consumers")
 
 REPLAY_DEAD: Final = _load("replay_dead")
 
+SET_LATEST: Final = _load("set_latest")
 TRIM_ACKNOWLEDGED: Final = _load("trim_acknowledged")
 
 UNLOCK: Final = _load("unlock")

@@ -7,6 +7,7 @@ reconnect) and :class:`RedisPermanent` (credentials, ACL: stop, don't loop).
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from typing import Final
 
@@ -30,6 +31,11 @@ __all__ = ["DatabaseOutOfRange", "connect", "ident", "text", "translated"]
 # command not allowed…" arrives as OutOfMemoryError("command not allowed…")):
 # those are classified by class, and the code is put back for the logs.
 _STRIPPED_CODES: Final[dict[type[Exception], str]] = {
+    rex.MasterDownError: "MASTERDOWN",  # before its base class, ClusterDownError
+    rex.ClusterDownError: "CLUSTERDOWN",
+    rex.MovedError: "MOVED",  # before its base class, AskError
+    rex.AskError: "ASK",
+    rex.ClusterCrossSlotError: "CROSSSLOT",
     rex.OutOfMemoryError: "OOM",
     rex.ReadOnlyError: "READONLY",
     rex.TryAgainError: "TRYAGAIN",
@@ -40,7 +46,17 @@ _STRIPPED_UNAVAILABLE: Final = (
     rex.OutOfMemoryError,
     rex.ReadOnlyError,
     rex.TryAgainError,
-    rex.MasterDownError,
+    # A Redis Cluster in a failover or a resharding: redis-py follows MOVED and
+    # ASK itself and re-reads the slot map; what still reaches us passes.
+    rex.ClusterDownError,  # and MasterDownError
+    rex.AskError,  # and MovedError
+    rex.ClusterError,  # "TTL exhausted": redirected too often in one call
+)
+# The cluster client's own errors about reaching the cluster (not Redis replies).
+_CLUSTER_UNREACHABLE: Final = (
+    "Redis Cluster cannot be connected",
+    "All slots are not covered",
+    "startup_nodes could not agree",
 )
 
 
@@ -74,8 +90,17 @@ def translated() -> Iterator[None]:
         raise RedisOutOfMemory(_with_code(exc)) from exc
     except _STRIPPED_UNAVAILABLE as exc:
         raise RedisUnavailable(_with_code(exc)) from exc
-    except rex.NoPermissionError as exc:
+    except (rex.NoPermissionError, rex.ClusterCrossSlotError) as exc:
         raise RedisPermanent(_with_code(exc)) from exc
+    except rex.SlotNotCoveredError as exc:
+        raise RedisUnavailable(str(exc)) from exc
+    except rex.RedisClusterException as exc:
+        message = str(exc)
+        if message.startswith(_CLUSTER_UNREACHABLE):
+            raise RedisUnavailable(message) from exc
+        if "Cluster mode is not enabled" in message:
+            raise RedisPermanent(f"{message} (REDIS_MODE=cluster)") from exc
+        raise RedisError(message) from exc
     except rex.ResponseError as exc:
         message = str(exc)
         # NOGROUP: the group is gone. UNBLOCKED: the stream was deleted under a
@@ -84,7 +109,9 @@ def translated() -> Iterator[None]:
             raise GroupMissing(message) from exc
         if message.startswith("OOM"):
             raise RedisOutOfMemory(message) from exc
-        if message.startswith(("LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN")):
+        if message.startswith(
+            ("LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "MOVED", "ASK ")
+        ):
             raise RedisUnavailable(message) from exc
         if message.startswith(("NOAUTH", "WRONGPASS", "NOPERM")):
             raise RedisPermanent(_refused(message)) from exc
@@ -95,6 +122,27 @@ def translated() -> Iterator[None]:
         raise RedisPermanent(_refused(str(exc) or type(exc).__name__)) from exc
     except (rex.ConnectionError, rex.TimeoutError, OSError, TimeoutError) as exc:
         raise RedisUnavailable(str(exc) or type(exc).__name__) from exc
+    except AttributeError as exc:
+        # redis-py's cluster client closes every node's connections when it
+        # re-reads the slot map (a failover); a task of ours half-way through
+        # connecting on one of them then finds its writer gone (None). That is
+        # a connection lost, not a bug of ours: only when raised inside redis-py.
+        if not _raised_in_redis_connection(exc):
+            raise
+        raise RedisUnavailable(f"connection closed during a reconnect: {exc}") from exc
+
+
+def _raised_in_redis_connection(exc: BaseException) -> bool:
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_code.co_filename.endswith(_REDIS_CONNECTION_FILES)
+
+
+_REDIS_CONNECTION_FILES: Final = (
+    os.path.join("redis", "asyncio", "connection.py"),
+    os.path.join("redis", "connection.py"),
+)
 
 
 def connect(

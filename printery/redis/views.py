@@ -50,6 +50,7 @@ class Views:
     _replay_dead: AsyncScript
     _trim_acknowledged: AsyncScript
     _unlock: AsyncScript
+    _set_latest: AsyncScript
 
     # -- plain reads and markers, for the pipeline workers and the CLI -------------
 
@@ -106,10 +107,23 @@ class Views:
             value: Any = await self.client.get(key)
         return None if value is None else _text(value)
 
-    async def set_once(self, key: str, value: str, ttl_s: int) -> bool:
-        """SET NX with a TTL: True if this call set it, False if the key already existed."""
+    async def set_once(self, key: str, value: str, ttl_s: int | None) -> bool:
+        """SET NX with a TTL (None: none): True if this call set it, False if the key existed."""
         with translated():
             return bool(await self.client.set(key, value, nx=True, ex=ttl_s))
+
+    async def set_latest(
+        self, key: str, field: str, value: str, *, order_key: str, order: str
+    ) -> bool:
+        """HSET ``field`` unless ``order_key`` holds a later order for it; True if it was set.
+
+        The registry's own step on a cluster (``Write.hset_latest`` inside the
+        commit on a standalone server): idempotent, ``key`` and ``order_key``
+        in one slot.
+        """
+        with translated():
+            done = await self._set_latest(keys=[key, order_key], args=[field, value, order])
+        return int(done) == 1
 
     # -- the operator's view: stream and group details, dead letters -----------------
 

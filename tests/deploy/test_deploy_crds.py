@@ -64,35 +64,44 @@ def test_scaled_object_triggers_on_its_own_group(
 ) -> None:
     """One redis-streams trigger on the worker's input stream and group, by lag or pending."""
     scaled = support.by_kind(all_manifests, "ScaledObject")[f"printery-{worker}"]
-    [trigger] = scaled["spec"]["triggers"]
-    assert trigger["type"] == "redis-streams"
-    metadata = trigger["metadata"]
-    # KEDA's trigger metadata is map[string]string: an unquoted number is rejected.
-    assert all(isinstance(value, str) for value in metadata.values()), metadata
+    triggers = scaled["spec"]["triggers"]
+    # One trigger, or on a Redis Cluster one per partition stream (overlays/cluster).
+    assert len(triggers) in {1, 12}, len(triggers)
     config_maps = list(support.by_kind(all_manifests, "ConfigMap").values())
     prefix = (config_maps[0]["data"] if config_maps else SETTINGS)["STREAM_PREFIX"]
     expected = support.WORKER_STREAMS[worker].replace("printery:", f"{prefix}:", 1)
-    assert expected == metadata["stream"]
-    assert worker == metadata["consumerGroup"]
-    thresholds = {"lagCount", "pendingEntriesCount"} & metadata.keys()
-    assert len(thresholds) == 1, metadata
-    assert int(metadata[thresholds.pop()]) > 0
-    if "lagCount" in metadata:
-        assert int(metadata["activationLagCount"]) >= 0
+    for trigger in triggers:
+        assert trigger["type"] == (
+            "redis-streams" if len(triggers) == 1 else "redis-cluster-streams"
+        )
+        metadata = trigger["metadata"]
+        # KEDA's trigger metadata is map[string]string: an unquoted number is rejected.
+        assert all(isinstance(value, str) for value in metadata.values()), metadata
+        # A partition's stream is the stage's with the partition's hash tag after the prefix.
+        assert expected == re.sub(r":\{[^}]*\}", "", metadata["stream"], count=1)
+        assert worker == metadata["consumerGroup"]
+        thresholds = {"lagCount", "pendingEntriesCount"} & metadata.keys()
+        assert len(thresholds) == 1, metadata
+        assert int(metadata[thresholds.pop()]) > 0
+        if "lagCount" in metadata:
+            assert int(metadata["activationLagCount"]) >= 0
 
 
 @pytest.mark.parametrize("worker", support.WORKERS)
 def test_scaler_logs_in_like_printery(all_manifests: list[dict[str, Any]], worker: str) -> None:
-    """Address from the Deployment's REDIS_ADDRESS; user and password from the auth, no literal."""
+    """Address from the Deployment's REDIS_ADDRESS(ES); user and password from the auth."""
     scaled = support.by_kind(all_manifests, "ScaledObject")[f"printery-{worker}"]
-    [trigger] = scaled["spec"]["triggers"]
-    metadata = trigger["metadata"]
-    assert "REDIS_ADDRESS" == metadata["addressFromEnv"]
-    assert set() == {"address", "host"} & metadata.keys(), "a second Redis address"
-    assert scaled["spec"]["scaleTargetRef"]["envSourceContainerName"] == "printery"
-    assert not {"password", "passwordFromEnv", "username", "usernameFromEnv"} & metadata.keys()
-    auth = support.by_kind(all_manifests, "TriggerAuthentication")
-    assert trigger["authenticationRef"]["name"] in auth
+    for trigger in scaled["spec"]["triggers"]:
+        metadata = trigger["metadata"]
+        if trigger["type"] == "redis-cluster-streams":  # the cluster's nodes, comma-separated
+            assert "REDIS_ADDRESSES" == metadata["addressesFromEnv"]
+        else:
+            assert "REDIS_ADDRESS" == metadata["addressFromEnv"]
+        assert set() == {"address", "addresses", "host", "hosts"} & metadata.keys()
+        assert scaled["spec"]["scaleTargetRef"]["envSourceContainerName"] == "printery"
+        assert not {"password", "passwordFromEnv", "username", "usernameFromEnv"} & metadata.keys()
+        auth = support.by_kind(all_manifests, "TriggerAuthentication")
+        assert trigger["authenticationRef"]["name"] in auth
 
 
 def test_trigger_authentication_passes_username_and_password(

@@ -31,6 +31,8 @@ KNOWN_SETTINGS = {
     "NOTIFIER_HANG_TIMEOUT",
     # retention.
     "STREAM_RETENTION", "STREAM_TRIM_INTERVAL", "DEAD_LETTER_RETENTION",
+    # Redis Cluster, and REDIS_ADDRESSES (the nodes, read by KEDA only).
+    "REDIS_MODE", "PARTITIONS", "REDIS_ADDRESSES",
 }  # fmt: skip
 
 

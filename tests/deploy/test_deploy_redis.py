@@ -61,25 +61,32 @@ def test_printery_and_keda_reach_the_same_redis_as_the_same_user(
     assert settings.redis_url == env["REDIS_URL"]
 
     scaled = support.by_kind(all_manifests, "ScaledObject")[f"printery-{worker}"]
-    [trigger] = scaled["spec"]["triggers"]
-    metadata = trigger["metadata"]
-    auth = support.by_kind(all_manifests, "TriggerAuthentication")[
-        trigger["authenticationRef"]["name"]
-    ]
-    login = {ref["parameter"]: SECRET[ref["key"]] for ref in auth["spec"]["secretTargetRef"]}
-    assert (
-        env[metadata["addressFromEnv"]],
-        metadata["databaseIndex"],
-        metadata["enableTLS"],
-        login["username"],
-        login["password"],
-    ) == (
-        url.netloc.rpartition("@")[2],
-        url.path.lstrip("/"),
-        "true" if url.scheme == "rediss" else "false",
-        url.username,
-        url.password,
-    )
+    for trigger in scaled["spec"]["triggers"]:
+        metadata = trigger["metadata"]
+        auth = support.by_kind(all_manifests, "TriggerAuthentication")[
+            trigger["authenticationRef"]["name"]
+        ]
+        login = {ref["parameter"]: SECRET[ref["key"]] for ref in auth["spec"]["secretTargetRef"]}
+        if trigger["type"] == "redis-cluster-streams":
+            # The nodes, REDIS_URL's among them; a cluster has database 0 only.
+            address = url.netloc.rpartition("@")[2]
+            assert address in env[metadata["addressesFromEnv"]].split(",")
+            assert ("0", "cluster") == (url.path.lstrip("/"), env["REDIS_MODE"])
+            where = (address, "0")
+        else:
+            where = (env[metadata["addressFromEnv"]], metadata["databaseIndex"])
+        assert (
+            *where,
+            metadata["enableTLS"],
+            login["username"],
+            login["password"],
+        ) == (
+            url.netloc.rpartition("@")[2],
+            url.path.lstrip("/"),
+            "true" if url.scheme == "rediss" else "false",
+            url.username,
+            url.password,
+        )
 
 
 def test_stream_names_and_database_follow_the_config_map(tmp_path: Path) -> None:

@@ -1,0 +1,118 @@
+"""Slot audit, no server: every commit of every built-in worker names keys of one cluster slot.
+
+All four pipeline workers run in REDIS_MODE=cluster on fakeredis, behind an
+adapter that records the KEYS of every commit as the script is sent them
+(the input stream, then each output key). Deployments take every path
+(validated and healthy, rejected, blocked, a malformed entry dead-lettered),
+in every partition; each commit's keys must hash to one slot, or on a real
+cluster the commit would be refused (CROSSSLOT) or fail after its ack.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import fakeredis
+import pytest
+from redis.crc import key_slot
+
+from printery.lifecycle import MessageHandled, Outcome
+from printery.pipeline.dependency_checker import DependencyCheckerWorker
+from printery.pipeline.health_monitor import HealthMonitorWorker
+from printery.pipeline.notifier import NotifierWorker
+from printery.pipeline.publish import started_event
+from printery.pipeline.validator import ValidatorWorker
+from printery.redis.adapter import StreamAdapter, Write
+from printery.redis.keys import Keys, Partitions
+from printery.redis.writes import commit_payload
+from tests.support.events import Recorder
+from tests.support.harness import make_deps, running
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class AuditingAdapter(StreamAdapter):
+    """A StreamAdapter that records the keys of every commit before sending it."""
+
+    def __init__(self) -> None:
+        super().__init__(fakeredis.FakeAsyncRedis())
+        self.commits: list[tuple[str, ...]] = []
+
+    async def commit(
+        self, stream: str, group: str, batch: Sequence[tuple[str, Sequence[Write]]]
+    ) -> list[bool | str]:
+        for entry in batch:
+            # The KEYS the commit script is sent with (the stream, then each output key).
+            keys, _, _ = commit_payload(stream, [entry])
+            self.commits.append(tuple(k if isinstance(k, str) else k.decode() for k in keys))
+        return await super().commit(stream, group, batch)
+
+
+def deployment(n: int, kind: str) -> dict[str, object]:
+    data: dict[str, object] = {
+        "deployment_id": f"dep-{kind}-{n}",
+        "service": f"svc-{n}",
+        "version": "1.0.0",
+        "environment": "staging",
+        "requested_by": "audit@example.com",
+        "dependencies": [],
+    }
+    if kind == "rejected":
+        data["version"] = "not-a-version"
+    if kind == "blocked":
+        data["dependencies"] = [{"service": "nowhere", "version": "^1.0.0"}]
+    return data
+
+
+@pytest.mark.parametrize("partitions", [1, 12])
+async def test_every_commit_names_keys_of_one_slot(partitions: int, prefix: str) -> None:
+    """PARTITIONS=1 and 12: each commit of the four workers, on every path, is in one slot."""
+    adapter = AuditingAdapter()
+    deps = make_deps(
+        adapter,
+        prefix,
+        REDIS_MODE="cluster",
+        PARTITIONS=str(partitions),
+        DEPENDENCY_WAIT_TIMEOUT="0",
+    )
+    parts = Partitions(Keys(prefix), partitions)
+    kinds = ("healthy", "rejected", "blocked")
+    count = 8
+    inputs = {parts.all[-1].started}
+    for n in range(count):
+        for kind in kinds:
+            data = deployment(n, kind)
+            keys = parts.of(str(data["deployment_id"]))
+            inputs.add(keys.started)
+            await adapter.add(keys.started, started_event(data).to_fields())
+    await adapter.add(parts.all[-1].started, {"garbage": "not an event"})
+    recorder = Recorder()
+    workers = [
+        ValidatorWorker(deps),
+        DependencyCheckerWorker(deps),
+        HealthMonitorWorker(deps),
+        NotifierWorker(deps),
+    ]
+
+    def notified(events: object) -> bool:
+        done = [
+            e
+            for e in recorder.of(MessageHandled)
+            if e.worker == "notifier" and e.outcome is Outcome.ACKED
+        ]
+        return len(done) >= count * len(kinds)
+
+    async with running(*workers, recorder=recorder):
+        await recorder.wait_for(notified, timeout=45)
+
+    crossing = [keys for keys in adapter.commits if len({key_slot(k.encode()) for k in keys}) > 1]
+    assert [] == crossing
+    # Every path was taken: a dead letter, the registry step, every partition's streams.
+    dead = [keys for keys in adapter.commits if keys[-1].endswith(":dead")]
+    assert 1 == len(dead)
+    registry = await adapter.hash_all(parts.all[0].registry("staging"))
+    assert {f"svc-{n}": "1.0.0" for n in range(count)} == registry
+    used = {keys[0] for keys in adapter.commits}
+    assert inputs <= used
+    assert min(partitions, 8) <= len(inputs)  # the deployments spread over the partitions
+    await adapter.close()
