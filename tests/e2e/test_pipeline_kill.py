@@ -62,8 +62,12 @@ def test_sigkill_mid_batch_survivors_claim_and_every_deployment_ends_once(
         "CLAIM_IDLE_MS": "1500",
         "CLAIM_INTERVAL_MS": "200",
         "HEARTBEAT_INTERVAL": "0.5",
+        # Small reads share the deployments among the three daemons: with the
+        # default 100, whichever daemon's blocked read returned first could take
+        # a whole stage's worth, and the doomed one sometimes held nothing.
+        "BATCH_SIZE": "4",
     }
-    with HealthEndpoint(delay=0.3) as health:
+    with HealthEndpoint(delay=0.5) as health:
         health.up.set()
         daemons = [
             Daemon(tmp_path, {**env, "CONSUMER_NAME": name})
