@@ -9,6 +9,7 @@ from urllib.parse import quote
 
 import pytest
 import redis
+from playwright.sync_api import expect
 
 from tests.browser.conftest import TOKEN
 from tests.e2e.daemon import Daemon
@@ -47,7 +48,9 @@ def test_overview_shows_the_running_daemons_workers(
     browser_page.goto(dashboard.url + "/")
     row = browser_page.locator(f'[data-worker="{consumer}/echo"]')
     row.wait_for()
-    assert "running" == row.locator(".state").inner_text()
+    # The dashboard's first reading may predate the daemon's first heartbeat after
+    # its workers ran (one every 0.5 s here): the live update brings "running".
+    expect(row.locator(".state")).to_have_text("running", timeout=10_000)
     assert f"{prefix}:test:in" in row.inner_text()
     assert [] == browser_page.dialogs
 
