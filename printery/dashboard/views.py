@@ -17,7 +17,6 @@ from printery.dashboard.render import page
 from printery.dashboard.sampler import Snapshot
 from printery.errors import RedisError
 from printery.pipeline.timeline import read_timeline
-from printery.redis.keys import Keys
 
 __all__ = ["DAEMON_PAGE", "STREAM_PAGE", "TASK_LOG_CAP", "api_status", "overview", "timeline"]
 
@@ -26,11 +25,6 @@ STREAM_PAGE: Final = 50
 TASK_LOG_CAP: Final = 200  # newest log lines of a task shown
 PROBLEM_CAP: Final = 20
 _STAGES: Final = ("validation", "dependencies", "health", "notification")
-
-
-def task_key(keys: Keys, event_id: str) -> str:
-    """The task record: ``<prefix>:task:<event id>``, a hash; its log is ``…:log``, a list."""
-    return f"{keys.prefix}:task:{event_id}"
 
 
 async def api_status(request: web.Request) -> web.Response:
@@ -127,12 +121,13 @@ async def timeline(request: web.Request) -> web.Response:
             context = {"kind": "deployment", "id": wanted, "record": _deployment(found.fields)}
             context["log"] = found.log[-TASK_LOG_CAP:]
         else:
-            fields = await adapter.hash_all(task_key(keys, wanted))
-            log = await adapter.list_tail(f"{task_key(keys, wanted)}:log", TASK_LOG_CAP)
+            fields, log = await adapter.record(
+                keys.task(wanted), keys.task_log(wanted), tail=TASK_LOG_CAP
+            )
             if not fields and not log:
                 context = {"kind": None, "id": wanted, "record": None}
                 return page(request, "timeline.html", context, status=404)
-            context = {"kind": "task", "id": wanted, "record": _task(fields), "log": _lines(log)}
+            context = {"kind": "task", "id": wanted, "record": _task(fields), "log": log}
     except RedisError as exc:
         context = {"kind": None, "id": wanted, "record": None, "error": f"cannot read Redis: {exc}"}
         return page(request, "timeline.html", context, status=503)
@@ -161,15 +156,3 @@ def _task(fields: dict[str, str]) -> dict[str, Any]:
     if fields.get("status") == "succeeded":
         percent = 100.0
     return {"fields": fields, "status": fields.get("status", "unknown"), "percent": percent}
-
-
-def _lines(raw: list[str]) -> list[dict[str, Any]]:
-    """Log lines: JSON objects as they are, anything else as a message."""
-    found: list[dict[str, Any]] = []
-    for item in raw:
-        try:
-            entry = json.loads(item)
-        except ValueError:
-            entry = None
-        found.append(entry if isinstance(entry, dict) else {"message": item})
-    return found

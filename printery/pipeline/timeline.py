@@ -24,7 +24,6 @@ notification   ``delivered``, ``failed``, ``logged`` (leaves ``status`` alone)
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -99,17 +98,11 @@ async def read_timeline(adapter: StreamAdapter, keys: Keys, deployment_id: str) 
     """The timeline of ``deployment_id``, or None when nothing (or nothing unexpired) is kept."""
     if keys.timeline_collides(deployment_id):
         return None
-    fields = await adapter.hash_all(keys.deployment(deployment_id))
-    raw_log = await adapter.list_all(keys.deployment_log(deployment_id))
-    if not fields and not raw_log:
+    fields, log = await adapter.record(
+        keys.deployment(deployment_id), keys.deployment_log(deployment_id)
+    )
+    if not fields and not log:
         return None
-    log: list[dict[str, Any]] = []
-    for item in raw_log:
-        try:
-            entry = json.loads(item)
-        except ValueError:
-            entry = None
-        log.append(entry if isinstance(entry, dict) else {"message": item})
     return Timeline(deployment_id, fields, log)
 
 

@@ -36,25 +36,19 @@ __all__ = [
     "read_task",
     "record_writes",
     "run_task_command",
-    "task_key",
 ]
 
 LOG_CAP = 100
 _TEXT_CHARS = 4000
 
 
-def task_key(keys: Keys, event_id: str) -> str:
-    """``<prefix>:task:<id>``; on a cluster under the partition's tag, like its commit's keys."""
-    return f"{keys.root}:task:{event_id}"
-
-
 def record_writes(keys: Keys, event_id: str, fields: Mapping[str, str], ttl_s: int) -> list[Write]:
     """Set fields of the record and renew both keys' expiry."""
-    key = task_key(keys, event_id)
+    key = keys.task(event_id)
     return [
         Write.hset(key, dict(fields)),
         Write.expire(key, ttl_s),
-        Write.expire(f"{key}:log", ttl_s),
+        Write.expire(keys.task_log(event_id), ttl_s),
     ]
 
 
@@ -76,12 +70,11 @@ def line_writes(
         entry["message"] = _text(message.get("message", ""))
         if isinstance(message.get("data"), dict):
             entry["data"] = message["data"]
-    key = task_key(keys, event_id)
     pushed = compact_json(entry)
     if len(pushed) > _TEXT_CHARS:
         pushed = compact_json({**entry, "data": None, "message": entry.get("message", "")[:500]})
     return [
-        Write.capped_push(f"{key}:log", pushed, LOG_CAP),
+        Write.capped_push(keys.task_log(event_id), pushed, LOG_CAP),
         *record_writes(keys, event_id, fields, ttl_s),
     ]
 
@@ -133,18 +126,9 @@ class TaskRecord:
 
 
 async def read_task(adapter: StreamAdapter, keys: Keys, event_id: str) -> TaskRecord | None:
-    key = task_key(keys, event_id)
-    fields = await adapter.hash_all(key)
-    raw = await adapter.list_all(f"{key}:log")
-    if not fields and not raw:
+    fields, log = await adapter.record(keys.task(event_id), keys.task_log(event_id))
+    if not fields and not log:
         return None
-    log: list[dict[str, Any]] = []
-    for item in raw:
-        try:
-            entry = json.loads(item)
-        except ValueError:
-            entry = None
-        log.append(entry if isinstance(entry, dict) else {"message": item})
     return TaskRecord(event_id, fields, log)
 
 

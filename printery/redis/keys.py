@@ -176,6 +176,14 @@ class Keys:
         """The deployment's capped timeline log (a list of JSON entries)."""
         return f"{self.deployment(deployment_id)}:log"
 
+    def task(self, event_id: str) -> str:
+        """What one message of an own-process worker did (a hash), under the partition tag."""
+        return f"{self.root}:task:{event_id}"
+
+    def task_log(self, event_id: str) -> str:
+        """That task's capped log of progress and log lines (a list of JSON entries)."""
+        return f"{self.task(event_id)}:log"
+
     def timeline_collides(self, deployment_id: str) -> bool:
         """Whether this id's timeline keys would land on one of printery's own keys.
 

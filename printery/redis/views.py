@@ -96,6 +96,25 @@ class Views:
                     raise ValueError(f"apply() does not write {write.op}")
             await pipe.execute()
 
+    async def record(
+        self, key: str, log_key: str, *, tail: int | None = None
+    ) -> tuple[dict[str, str], list[dict[str, Any]]]:
+        """A timeline's or task's hash and its log (the last ``tail`` lines, or all).
+
+        Log lines are the JSON objects printery wrote; anything else comes back
+        as ``{"message": line}``, so a hand-written line never fails a reader.
+        """
+        fields = await self.hash_all(key)
+        raw = await (self.list_all(log_key) if tail is None else self.list_tail(log_key, tail))
+        log: list[dict[str, Any]] = []
+        for item in raw:
+            try:
+                entry = json.loads(item)
+            except ValueError:
+                entry = None
+            log.append(entry if isinstance(entry, dict) else {"message": item})
+        return fields, log
+
     async def list_tail(self, key: str, count: int) -> list[str]:
         """The last ``count`` items of a list (LRANGE -count -1), oldest first."""
         with translated():
