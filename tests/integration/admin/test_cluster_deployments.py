@@ -10,7 +10,7 @@ import pytest
 
 from printery.cli.main import run
 from printery.envelope import Event
-from printery.pipeline.publish import publish_started, started_event
+from printery.pipeline.publish import started_event
 from printery.redis.cluster import open_adapter, partitions_of, start_adapter
 from printery.redis.keys import Partitions, partition_of
 from printery.settings import Settings, load_settings
@@ -39,7 +39,10 @@ async def publish_four(settings: Settings) -> Partitions:
         for n, dep in enumerate(IDS):
             keys = parts.of(dep)
             data = {"deployment_id": dep, "service": f"svc-{n}", "version": "1.0.0"}
-            await publish_started(adapter, keys, started_event({**data, "environment": "prod"}))
+            # Ids a second apart: the order does not hang on the clock's millisecond.
+            at = 1_700_000_000_000 + n * 1000
+            started = started_event({**data, "environment": "prod"})
+            await adapter.client.xadd(keys.started, started.to_fields(), id=f"{at}-0")
             if dep in {"dep-a", "dep-b"}:
                 outcome = "healthy" if dep == "dep-a" else "rejected"
                 reasons = [] if dep == "dep-a" else ["version: <b>not semver</b>"]
@@ -48,7 +51,7 @@ async def publish_four(settings: Settings) -> Partitions:
                     dep,
                     {**data, "environment": "prod", "reasons": reasons},
                 )
-                await adapter.add(keys.notifications, event.to_fields())
+                await adapter.client.xadd(keys.notifications, event.to_fields(), id=f"{at + 1}-0")
             stage, status = ("validation", "running") if dep == "dep-c" else ("health", "healthy")
             await adapter.client.hset(
                 keys.deployment(dep), mapping={"stage": stage, "status": status}

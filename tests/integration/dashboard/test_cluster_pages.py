@@ -57,9 +57,11 @@ async def test_stream_page_sums_and_merges_the_partitions(
     """Entries in three partitions: one page with all three, pending of each, every partition."""
     async with on_cluster(redis_cluster, prefix) as (adapter, parts, client):
         added = []
-        for keys in parts[:3]:
+        for n, keys in enumerate(parts[:3]):
             await adapter.ensure_group(keys.started, "validator")
-            added.append((await adapter.add(keys.started, {"n": str(keys.tag)}), str(keys.tag)))
+            entry_id = f"{n + 1}000-0"  # in order, whatever the clock's millisecond
+            await adapter.client.xadd(keys.started, {"n": str(keys.tag)}, id=entry_id)
+            added.append((entry_id, str(keys.tag)))
             await adapter.read(keys.started, "validator", "c1", count=1, block_ms=None)
         await add_dead_letter(adapter, parts[5].started)
         stage = await client.get(f"/streams/{prefix}:deployment:started")
