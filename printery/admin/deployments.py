@@ -1,7 +1,7 @@
 """Deployments as an operator asks about them: which ended how, and waiting for one to end.
 
 ``printery deployments`` lists recent deployments and their outcomes without
-scanning the keyspace::
+scanning the keyspace (on a Redis Cluster, in each partition, then merged)::
 
     <prefix>:notifications, newest first (XREVRANGE, pages) ─► the outcomes:
         rejected, blocked, healthy, unhealthy; filtered, one per deployment,
@@ -10,6 +10,14 @@ scanning the keyspace::
         still in flight; the timeline says at which stage (HMGET, one per row)
 
 Both streams are trimmed by ``STREAM_RETENTION``, so "recent" means that.
+
+On a Redis Cluster (``REDIS_MODE=cluster``) both streams are one per
+partition, and everything one deployment writes (its events, its timeline)
+is in the partition its id hashes to. So each partition is listed as above,
+up to ``--limit`` rows, and the lists are merged newest first: the newest
+``--limit`` of the installation are the newest of the partitions' newest.
+Each row then also names its ``partition`` (its hash tag), so its streams
+(``printery dlq list printery:{<tag>}:deployment:started``) can be found.
 
 ``printery publish deployment … --wait`` follows one deployment's timeline
 (:func:`follow`), woken by each stage's stream (XREAD BLOCK), and turns the
@@ -29,7 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
@@ -80,12 +88,24 @@ def add_deployments_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
-async def run(adapter: StreamAdapter, keys: Keys, args: argparse.Namespace) -> int:
+async def run(
+    adapter: StreamAdapter,
+    keys: Keys,
+    args: argparse.Namespace,
+    *,
+    partitions: Sequence[Keys] = (),
+) -> int:
+    """List (``partitions``: every one of them, in cluster mode); returns the exit code."""
     if args.limit < 1:
         print(f"printery: --limit must be at least 1 (got {args.limit})", file=sys.stderr)
         return 2
     rows = await recent_deployments(
-        adapter, keys, service=args.service, environment=args.environment, limit=args.limit
+        adapter,
+        keys,
+        service=args.service,
+        environment=args.environment,
+        limit=args.limit,
+        partitions=partitions,
     )
     print(json.dumps(rows, indent=2) if args.json else format_deployments(rows))
     return 0
@@ -167,8 +187,34 @@ async def recent_deployments(
     service: str | None = None,
     environment: str | None = None,
     limit: int = 20,
+    partitions: Sequence[Keys] = (),
 ) -> list[dict[str, Any]]:
-    """Up to ``limit`` deployments, newest first, each with its outcome or current stage."""
+    """Up to ``limit`` deployments, newest first, each with its outcome or current stage.
+
+    ``partitions`` (cluster mode): each is listed, its rows named by its tag, and merged.
+    """
+    if not partitions:
+        rows = await _recent(adapter, keys, service, environment, limit)
+    else:
+        rows = []
+        for part in partitions:
+            found = await _recent(adapter, part, service, environment, limit)
+            rows += [{**r, "partition": part.tag} for r in found]
+    # Newest first; ties (one millisecond, two partitions) in partition order, stable.
+    rows = sorted(rows, key=lambda r: r["_ms"], reverse=True)[:limit]
+    for row in rows:
+        del row["_ms"]
+    return rows
+
+
+async def _recent(
+    adapter: StreamAdapter,
+    keys: Keys,
+    service: str | None,
+    environment: str | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """One partition's (or the standalone installation's) rows, each with its ``_ms``."""
 
     def matches(row: dict[str, Any]) -> bool:
         return (service is None or row["service"] == service) and (
@@ -198,10 +244,7 @@ async def recent_deployments(
             row.update(outcome="in progress", stage=timeline.get("stage"))
             if status:
                 row["detail"] = f"{timeline.get('stage')}: {status}"
-    rows = sorted([*outcomes, *started], key=lambda r: r["_ms"], reverse=True)[:limit]
-    for row in rows:
-        del row["_ms"]
-    return rows
+    return [*outcomes, *started]
 
 
 def format_deployments(rows: list[dict[str, Any]]) -> str:

@@ -234,7 +234,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         return _with_redis(settings, lambda a: _deployment(a, settings, args))
     if args.command == "deployments":
         keys = Keys(settings.stream_prefix)
-        return _with_redis(settings, lambda a: deployments.run(a, keys, args))
+        parts = partitions_of(settings).all if settings.cluster else ()
+        return _with_redis(settings, lambda a: deployments.run(a, keys, args, partitions=parts))
     if args.command == "task":
         keys = Keys(settings.stream_prefix)
         parts = partitions_of(settings).all if settings.cluster else ()

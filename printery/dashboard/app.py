@@ -9,6 +9,7 @@
                     /timeline, /timeline/<id> views.timeline     (reads one record)
                     /streams/<key>            pages.stream       (pending + newest, paged)
                     /dead/<key>               pages.dead         (dead letters, paged)
+                    (a stage's key on a cluster: its partitions merged, printery.dashboard.layout)
                     /signin                   actions.signin_form
                     /static/dashboard.{js,css}
                POST /dead/<key>/replay|purge  actions.act        (405 / 401 / 403 / done)
@@ -28,9 +29,10 @@ from typing import Final
 from aiohttp import web
 
 from printery.dashboard import actions, pages, views
-from printery.dashboard.appkeys import ADAPTER, AUTH, IDENTITY, KEYS, READ_ONLY, SAMPLER
+from printery.dashboard.appkeys import ADAPTER, AUTH, IDENTITY, KEYS, LAYOUT, READ_ONLY, SAMPLER
 from printery.dashboard.auth import Auth
 from printery.dashboard.config import Token
+from printery.dashboard.layout import Layout
 from printery.dashboard.sampler import Sampler
 from printery.dashboard.security import security_headers
 from printery.redis.adapter import StreamAdapter
@@ -67,6 +69,7 @@ def create_app(
     app = web.Application(middlewares=[security_headers, _identify], client_max_size=256 * 1024)
     app[ADAPTER] = adapter
     app[KEYS] = keys
+    app[LAYOUT] = Layout(keys, tuple(partitions))
     app[SAMPLER] = sampler or Sampler(adapter, keys, interval=interval, partitions=partitions)
     app[AUTH] = Auth(token)
     app.cleanup_ctx.append(_run_sampler)

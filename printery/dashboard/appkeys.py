@@ -7,15 +7,17 @@ from typing import Final
 from aiohttp import web
 
 from printery.dashboard.auth import Auth, Identity
+from printery.dashboard.layout import Layout
 from printery.dashboard.sampler import Sampler
 from printery.dashboard.security import NONCE
 from printery.redis.adapter import StreamAdapter
 from printery.redis.keys import Keys
 
-__all__ = ["ADAPTER", "AUTH", "IDENTITY", "KEYS", "NONCE", "READ_ONLY", "SAMPLER"]
+__all__ = ["ADAPTER", "AUTH", "IDENTITY", "KEYS", "LAYOUT", "NONCE", "READ_ONLY", "SAMPLER"]
 
 ADAPTER: Final = web.AppKey("adapter", StreamAdapter)
 KEYS: Final = web.AppKey("keys", Keys)
+LAYOUT: Final = web.AppKey("layout", Layout)  # the keys, and the partitions on a cluster
 SAMPLER: Final = web.AppKey("sampler", Sampler)
 AUTH: Final = web.AppKey("auth", Auth)
 

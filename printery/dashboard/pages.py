@@ -5,21 +5,37 @@ Both read Redis per request, a bounded amount: one page of entries (at most
 group. Cursors are entry ids (``before`` pages back from the newest,
 ``pending_after`` forward from the oldest pending); anything that is not an
 entry id is refused with 400. Only keys under the stream prefix are shown.
+
+On a Redis Cluster a stage's key (``printery:deployment:started``) stands for
+its partitions' streams: the page sums and merges them and lists the
+partitions, each linking to its own page (printery.dashboard.layout). The
+cursors then also name the partition of the last row (``before_in``,
+``pending_in``), since two partitions can hold the same entry id.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import Sequence
 from typing import Any, Final
 
 from aiohttp import web
 
-from printery.dashboard.appkeys import ADAPTER, KEYS
+from printery.dashboard.appkeys import ADAPTER, KEYS, LAYOUT
+from printery.dashboard.layout import (
+    Cursor,
+    Part,
+    cursor_of,
+    merge_groups,
+    newest_across,
+    pending_across,
+)
 from printery.dashboard.render import page
 from printery.errors import RedisError
 from printery.redis.adapter import DEAD_LETTER_FIELDS, StreamAdapter
 from printery.redis.keys import DEAD_SUFFIX, Keys
-from printery.redis.replies import Entry
+from printery.redis.replies import Entry, StreamInfo
 
 __all__ = ["DEFAULT_COUNT", "MAX_COUNT", "dead", "fields_of", "stream", "stream_key"]
 
@@ -69,84 +85,141 @@ async def _kind(adapter: StreamAdapter, key: str) -> str:
     return kind
 
 
+def _parts(request: web.Request, key: str) -> tuple[tuple[Part, ...], bool]:
+    """The streams ``key`` stands for, and whether they are a stage's partitions."""
+    spread = request.app[LAYOUT].spread(key)
+    return (spread, True) if spread else ((Part(0, "", key),), False)
+
+
+def _cursor(request: web.Request, parts: Sequence[Part], name: str, tag: str) -> Cursor | None:
+    return cursor_of(parts, cursor(request, name), request.query.get(tag))
+
+
 async def stream(request: web.Request) -> web.Response:
-    """Groups, one group's pending entries, and the newest entries, each paged."""
+    """Groups, one group's pending entries, and the newest entries, each paged.
+
+    A stage's key on a cluster: every partition, summed and merged
+    (printery.dashboard.layout), and a table of the partitions.
+    """
     key = stream_key(request)
-    before, pending_after, n = (
-        cursor(request, "before"),
-        cursor(request, "pending_after"),
-        count(request),
-    )
+    parts, spread = _parts(request, key)
+    before = _cursor(request, parts, "before", "before_in")
+    pending_after = _cursor(request, parts, "pending_after", "pending_in")
+    n = count(request)
     adapter: StreamAdapter = request.app[ADAPTER]
     try:
-        if await _kind(adapter, key) == "none":
+        kinds = [await _kind(adapter, p.stream) for p in parts]
+        if all(k == "none" for k in kinds):
             raise web.HTTPNotFound(reason="no such stream")
-        info = await adapter.stream_info(key)
-        groups = list(info.groups)[:GROUP_CAP] if info is not None else []
+        infos = list(await asyncio.gather(*(adapter.stream_info(p.stream) for p in parts)))
+        groups = merge_groups(infos)[:GROUP_CAP]
         chosen = request.query.get("group") or (groups[0].name if groups else None)
         if chosen is not None and chosen not in {g.name for g in groups}:
             raise web.HTTPNotFound(reason="no such group on this stream")
         pending = (
-            await adapter.pending_entries(key, chosen, after=pending_after, count=n + 1)
+            await pending_across(adapter, parts, chosen, after=pending_after, count=n + 1)
             if chosen is not None
             else []
         )
-        newest = await adapter.newest_entries(key, before=before, count=n + 1)
-        dead_count = await adapter.length(Keys.dead(key))
+        newest = await newest_across(adapter, parts, before=before, count=n + 1)
+        dead_counts = [await adapter.length(Keys.dead(p.stream)) for p in parts]
+        last_ids = [await adapter.last_entry_id(p.stream) for p in parts] if spread else []
         server_ms = await adapter.server_time_ms()
     except RedisError as exc:
         return _unavailable(request, exc)
     context: dict[str, Any] = {
         "key": key,
-        "length": info.length if info is not None else 0,
+        "length": sum(i.length for i in infos if i is not None),
         "groups": groups,
         "group": chosen,
-        "pending": pending[:n],
-        "next_pending": pending[n - 1].id if len(pending) > n else None,
-        "entries": [(e.id, fields_of(e)) for e in newest[:n]],
-        "next_before": newest[n - 1].id if len(newest) > n else None,
+        "pending": [(p, part if spread else None) for part, p in pending[:n]],
+        "next_pending": _next(pending, n, spread),
+        "entries": [(e.id, fields_of(e), part if spread else None) for part, e in newest[:n]],
+        "next_before": _next(newest, n, spread),
         "count": n,
         "paged": before is not None or pending_after is not None,
-        "dead_count": dead_count,
+        "dead_count": sum(dead_counts),
         "server_ms": server_ms,
+        "partitions": [
+            _partition_row(part, info, dead, last, chosen)
+            for part, info, dead, last in zip(parts, infos, dead_counts, last_ids, strict=False)
+        ],
     }
     return page(request, "stream.html", context)
 
 
+def _next(rows: Sequence[tuple[Part, Any]], n: int, spread: bool) -> tuple[str, str] | None:
+    """The cursor past a full page: the id of its last row, and that row's partition."""
+    if len(rows) <= n:
+        return None
+    part, last = rows[n - 1]
+    return last.id, part.tag if spread else ""
+
+
+def _partition_row(
+    part: Part, info: StreamInfo | None, dead: int, last: str | None, group: str | None
+) -> dict[str, Any]:
+    chosen = next((g for g in info.groups if g.name == group), None) if info else None
+    return {
+        "tag": part.tag,
+        "stream": part.stream,
+        "length": info.length if info is not None else None,
+        "dead": dead,
+        "lag": chosen.lag if chosen is not None else None,
+        "pending": chosen.pending if chosen is not None else None,
+        "newest_id": last,
+    }
+
+
 async def dead(request: web.Request) -> web.Response:
-    """Dead letters, newest first, with their error and original fields."""
+    """Dead letters, newest first, with their error and original fields.
+
+    A stage's key on a cluster: every partition's dead letters, merged; each
+    row's own buttons act on its partition, the selection names its partition.
+    """
     key = stream_key(request)
-    before, n = cursor(request, "before"), count(request)
+    parts, spread = _parts(request, key)
+    dead_parts = tuple(Part(p.index, p.tag, Keys.dead(p.stream)) for p in parts)
+    before, n = _cursor(request, parts, "before", "before_in"), count(request)
     adapter: StreamAdapter = request.app[ADAPTER]
-    dead_key = Keys.dead(key)
     try:
-        await _kind(adapter, key)
-        await _kind(adapter, dead_key)
-        total = await adapter.length(dead_key)
-        found = await adapter.newest_entries(dead_key, before=before, count=n + 1)
+        for part in (*parts, *dead_parts):
+            await _kind(adapter, part.stream)
+        counts = [await adapter.length(p.stream) for p in dead_parts]
+        found = await newest_across(adapter, dead_parts, before=before, count=n + 1)
         server_ms = await adapter.server_time_ms()
     except RedisError as exc:
         return _unavailable(request, exc)
     letters = []
-    for entry in found[:n]:
+    for part, entry in found[:n]:
         f = fields_of(entry)
+        stream_of = parts[part.index].stream
         letters.append(
             {
                 "id": entry.id,
                 "meta": {k: f[k] for k in DEAD_LETTER_FIELDS if k in f},
                 "original": {k: v for k, v in f.items() if k not in DEAD_LETTER_FIELDS},
+                "part": part.tag if spread else None,
+                "stream": stream_of,
+                "value": f"{part.tag}/{entry.id}" if spread else entry.id,
             }
         )
     context: dict[str, Any] = {
         "key": key,
-        "dead_key": dead_key,
-        "total": total,
+        "dead_key": Keys.dead(key),
+        "total": sum(counts),
         "letters": letters,
-        "next_before": found[n - 1].id if len(found) > n else None,
+        "next_before": _next(found, n, spread),
         "count": n,
         "paged": before is not None,
         "server_ms": server_ms,
         "done": _done(request),
+        "partitions": [
+            {"tag": p.tag, "stream": p.stream, "count": c}
+            for p, c in zip(parts, counts, strict=True)
+            if spread and c
+        ],
+        "spread": len(parts) if spread else 0,
     }
     return page(request, "dead.html", context)
 

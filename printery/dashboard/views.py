@@ -12,7 +12,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from printery.dashboard.appkeys import ADAPTER, KEYS, SAMPLER
+from printery.dashboard.appkeys import ADAPTER, LAYOUT, SAMPLER
 from printery.dashboard.render import page
 from printery.dashboard.sampler import Snapshot
 from printery.errors import RedisError
@@ -113,17 +113,24 @@ async def timeline_search(request: web.Request) -> web.Response:
 async def timeline(request: web.Request) -> web.Response:
     """A deployment's timeline, else a task's record, else 404."""
     wanted = request.match_info["id"]
-    adapter, keys = request.app[ADAPTER], request.app[KEYS]
+    adapter, layout = request.app[ADAPTER], request.app[LAYOUT]
     try:
-        found = await read_timeline(adapter, keys, wanted)
+        # On a cluster a deployment's timeline is in its id's partition; a task's
+        # record in the partition its message was read from, which is looked for.
+        found = await read_timeline(adapter, layout.of(wanted), wanted)
         context: dict[str, Any]
         if found is not None:
             context = {"kind": "deployment", "id": wanted, "record": _deployment(found.fields)}
             context["log"] = found.log[-TASK_LOG_CAP:]
         else:
-            fields, log = await adapter.record(
-                keys.task(wanted), keys.task_log(wanted), tail=TASK_LOG_CAP
-            )
+            fields: dict[str, str] = {}
+            log: list[dict[str, Any]] = []
+            for keys in layout.everywhere():
+                fields, log = await adapter.record(
+                    keys.task(wanted), keys.task_log(wanted), tail=TASK_LOG_CAP
+                )
+                if fields or log:
+                    break
             if not fields and not log:
                 context = {"kind": None, "id": wanted, "record": None}
                 return page(request, "timeline.html", context, status=404)
