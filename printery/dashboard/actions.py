@@ -197,7 +197,7 @@ async def signin(request: web.Request) -> web.StreamResponse:
     form = await _form(request)
     target = _next(form.get("next", [None])[0])
     offered = form.get("token", [""])[0]
-    if not offered or not auth.token.matches(offered):
+    if not auth.matches(request, offered):
         _log.warning("printery.dashboard_signin_refused", remote=request.remote)
         context = {"read_only": False, "next": target, "wrong": True}
         return page(request, "signin.html", context, status=401)

@@ -17,7 +17,9 @@ id>.<HMAC>``, valid for :data:`SESSION_S`. The HMAC keys are derived from the
 token and a secret drawn at start, so a restart or a new token ends every
 session. Nothing is kept per session on the server. Every comparison of a
 secret is :func:`hmac.compare_digest`; the token is never echoed, logged or
-put in a page. (This is a dozen lines of the standard library: a signing
+put in a page. An address that presented ten wrong tokens within a minute
+gets ``429`` before its next token is even compared
+(:mod:`printery.dashboard.throttle`). (This is a dozen lines of the standard library: a signing
 library would add a dependency for one function.)
 """
 
@@ -33,11 +35,14 @@ from typing import Final
 from aiohttp import web
 
 from printery.dashboard.config import Token
+from printery.dashboard.throttle import Throttle
 
 __all__ = ["COOKIE", "SESSION_S", "Auth", "Identity"]
 
 COOKIE: Final = "printery_session"
 SESSION_S: Final = 12 * 3600
+# One request's token is judged (and counted) once, though identify and check_action both ask.
+_VERDICT: Final = web.RequestKey("printery_token_verdict", tuple)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +60,16 @@ class Identity:
 class Auth:
     """Checks requests against the token; ``None`` token means read-only."""
 
-    def __init__(self, token: Token | None, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        token: Token | None,
+        *,
+        clock: Callable[[], float] = time.time,
+        throttle: Throttle | None = None,
+    ) -> None:
         self.token = token
         self.clock = clock
+        self.throttle = throttle or Throttle()
         salt = secrets.token_bytes(32)
         self._session_key = token.key(b"session" + salt) if token else b""
         self._csrf_key = token.key(b"csrf" + salt) if token else b""
@@ -87,6 +99,20 @@ class Auth:
             return None
         return sid if 0 <= age <= SESSION_S else None
 
+    def matches(self, request: web.Request, offered: str) -> bool:
+        """Whether ``offered`` is the token; 429 first for an address that guessed too often."""
+        if self.token is None:
+            return False
+        seen = request.get(_VERDICT)
+        if seen is not None and seen[0] == offered:
+            return bool(seen[1])
+        self.throttle.check(request)
+        right = bool(offered) and self.token.matches(offered)
+        if not right:
+            self.throttle.wrong(request)
+        request[_VERDICT] = (offered, right)
+        return right
+
     def csrf_for(self, sid: str) -> str:
         return self._sign(self._csrf_key, sid)
 
@@ -96,7 +122,7 @@ class Auth:
             return Identity()
         bearer = _bearer(request)
         if bearer is not None:
-            return Identity("bearer") if self.token.matches(bearer) else Identity()
+            return Identity("bearer") if self.matches(request, bearer) else Identity()
         sid = self.session_id(request.cookies.get(COOKIE))
         return Identity("session", self.csrf_for(sid)) if sid else Identity()
 
@@ -108,7 +134,7 @@ class Auth:
             raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD"])
         bearer = _bearer(request)
         if bearer is not None:
-            if self.token.matches(bearer):
+            if self.matches(request, bearer):
                 return
             raise _unauthorized()
         if "Authorization" in request.headers:

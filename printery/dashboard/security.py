@@ -62,7 +62,11 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
             status=exc.status,
             text=f"{exc.status} {exc.reason}\n",
             content_type="text/plain",
-            headers={k: v for k, v in exc.headers.items() if k in {"Allow", "WWW-Authenticate"}},
+            headers={
+                k: v
+                for k, v in exc.headers.items()
+                if k in {"Allow", "WWW-Authenticate", "Retry-After"}
+            },
         )
     except Exception:  # noqa: BLE001 - a bug answers 500 with the same headers, and is logged
         _log.exception("printery.dashboard_error", path=request.path)

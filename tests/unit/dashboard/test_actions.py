@@ -275,3 +275,42 @@ async def test_a_bug_answers_500_with_the_headers(
     assert "500 Internal Server Error\n" == text
     assert "no-store" == response.headers["Cache-Control"]
     assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+
+
+async def test_ten_wrong_tokens_lock_the_address_out_before_the_next_is_compared(
+    own_fake_adapter: StreamAdapter, prefix: str
+) -> None:
+    """Ten wrong tokens in a minute, by form or Bearer, make the eleventh try a 429 even when right.
+
+    Right tokens never count: twenty good Bearer requests first still leave ten wrong ones
+    answered 401 before the lock-out; Retry-After says when to come back.
+    """
+    stream = Keys(prefix).started
+    (dead_id,) = await _letters(own_fake_adapter, stream, 1)
+    async with dashboard_client(own_fake_adapter, prefix, TOKEN) as client:
+        good = [
+            await client.get(f"/dead/{stream}", headers={"Authorization": f"Bearer {TOKEN}"})
+            for _ in range(20)
+        ]
+        wrong = [await client.post("/signin", data={"token": f"guess-{i}"}) for i in range(5)]
+        wrong += [
+            await client.post(
+                f"/dead/{stream}/replay",
+                data={"ids": dead_id},
+                headers={"Authorization": f"Bearer guess-{i}"},
+            )
+            for i in range(5)
+        ]
+        locked_form = await client.post("/signin", data={"token": TOKEN})
+        locked_text = await locked_form.text()
+        locked_bearer = await client.post(
+            f"/dead/{stream}/replay",
+            data={"ids": dead_id},
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        )
+    assert {200} == {g.status for g in good}
+    assert [401] * 10 == [w.status for w in wrong]
+    assert [429, 429] == [locked_form.status, locked_bearer.status]
+    assert 1 <= int(locked_form.headers["Retry-After"]) <= 60
+    assert TOKEN not in locked_text
+    assert 1 == await own_fake_adapter.length(f"{stream}:dead")
