@@ -19,7 +19,6 @@ like the built-in four.
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -33,7 +32,7 @@ from printery.errors import Drained, Permanent, RedisUnavailable, RetryLater
 from printery.message import Message
 from printery.processes.oneshot import OneshotRunner
 from printery.processes.pool import Pool
-from printery.processes.protocol import ChildResult, oneshot_input, task_message
+from printery.processes.protocol import ChildResult, loads, oneshot_input, task_message
 from printery.processes.task import line_writes, outcome_fields, record_writes
 from printery.processes.workers_file import WorkerDefinition
 from printery.redis.writes import Write
@@ -125,7 +124,7 @@ class ProcessWorker(StreamWorker):
     async def handle(self, message: Message) -> Sequence[Write]:
         event = message.event()  # MalformedEvent: dead-lettered by the runtime
         try:
-            params = json.loads(event.data)
+            params = loads(event.data)
         except ValueError:
             raise Permanent("data is not JSON") from None
         d = self.definition
