@@ -25,6 +25,8 @@ import contextlib
 import ctypes
 import ctypes.util
 import os
+import re
+import shutil
 import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -33,7 +35,7 @@ from typing import Any, TypeVar
 
 from printery.processes.protocol import ProtocolError, decode_line, encode
 
-__all__ = ["Child", "ChildExited", "describe_exit", "rss_mb"]
+__all__ = ["Child", "ChildExited", "cannot_open_script", "describe_exit", "rss_mb", "start_problem"]
 
 T = TypeVar("T")
 
@@ -67,6 +69,70 @@ def describe_exit(code: int | None) -> str:
         except ValueError:
             return f"killed by signal {-code}"
     return f"exit status {code}"
+
+
+_PYTHON = re.compile(r"python(\d+(\.\d+)?)?")  # python, python3, python3.11: not pythonw
+# CPython's own line for a script it cannot open (it then exits 2):
+# "python3: can't open file '/srv/missing.py': [Errno 2] No such file or directory"
+_CANNOT_OPEN = re.compile(r"^\S+: can't open file .+: \[Errno \d+\] ")
+
+
+def start_problem(command: Sequence[str], *, cwd: str | None, path: str | None) -> str | None:
+    """Why ``command`` cannot start at all, found without running it; None when it looks fine.
+
+    The program must be an executable file (a bare name: on the child's
+    ``path``); for a Python interpreter, the script it is given must exist,
+    relative to ``cwd``: CPython exits 2 for a missing one, which a oneshot
+    worker would otherwise take for the message's verdict.
+    """
+    program, base = command[0], Path(cwd or os.getcwd())
+    if cwd is not None and not Path(cwd).is_dir():
+        return f"cwd {cwd!r} is not a directory"
+    if os.sep in program:
+        found = base / program  # an absolute program stays as it is
+        if not (found.is_file() and os.access(found, os.X_OK)):
+            return f"{program!r} is not an executable file"
+    elif shutil.which(program, path=path) is None:
+        return f"{program!r} is not on the child's PATH"
+    if _PYTHON.fullmatch(Path(program).name):
+        script = _python_script(command[1:])
+        if script is not None and not (base / script).is_file():
+            return f"{program} cannot open its script {script!r}: no such file in {str(base)!r}"
+    return None
+
+
+def _python_script(args: Sequence[str]) -> str | None:
+    """The script a Python command line runs, or None (``-c``, ``-m``, stdin, none given)."""
+    skip = False
+    for at, arg in enumerate(args):
+        if skip:
+            skip = False
+        elif arg == "--":
+            return args[at + 1] if at + 1 < len(args) else None
+        elif arg == "-":
+            return None
+        elif arg.startswith("--"):
+            skip = arg == "--check-hash-based-pycs"
+        elif arg.startswith("-"):
+            for place, flag in enumerate(arg[1:], start=2):
+                if flag in "cm":
+                    return None  # a command or a module follows
+                if flag in "WX":  # its value is the rest of the argument, or the next one
+                    skip = place == len(arg)
+                    break
+        else:
+            return arg
+    return None
+
+
+def cannot_open_script(code: int | None, stdout: bytes, stderr_tail: Sequence[str]) -> bool:
+    """Whether an exit is CPython's own for a script it cannot open: 2, no stdout, its line."""
+    return (
+        code == 2
+        and not stdout.strip()
+        and bool(stderr_tail)
+        and _CANNOT_OPEN.match(stderr_tail[-1]) is not None
+    )
 
 
 def _die_with_parent(parent: int) -> Callable[[], None]:

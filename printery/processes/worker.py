@@ -30,8 +30,9 @@ from structlog import get_logger
 from printery.envelope import Event, compact_json, now_rfc3339
 from printery.errors import Drained, Permanent, RedisUnavailable, RetryLater
 from printery.message import Message
+from printery.processes.child import start_problem
 from printery.processes.oneshot import OneshotRunner
-from printery.processes.pool import Pool
+from printery.processes.pool import ChildStartFailed, Pool
 from printery.processes.protocol import ChildResult, loads, oneshot_input, task_message
 from printery.processes.task import line_writes, outcome_fields, record_writes
 from printery.processes.workers_file import WorkerDefinition
@@ -85,13 +86,23 @@ class ProcessWorker(StreamWorker):
             self.settings.restart_backoff_max_ms / 1000,
         )
         if self.definition.mode == "oneshot":
-            self.oneshot = OneshotRunner(
+            runner = OneshotRunner(
                 self.definition,
                 line_limit=self.line_limit,
                 emit=ctx.emit,
                 on_stderr=self._on_stderr,
             )
-            await super().serve(ctx, task_status=task_status)
+            d = self.definition
+            # A command that cannot start fails the worker before it reads a message:
+            # every run would end in the same exit, which is no message's verdict.
+            problem = start_problem(d.command, cwd=d.cwd, path=runner.env.get("PATH"))
+            if problem is not None:
+                raise ChildStartFailed(f"worker {self.name!r}: {problem}")
+            self.oneshot = runner
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._fail_when_broken, runner)
+                await super().serve(ctx, task_status=task_status)
+                tg.cancel_scope.cancel()
             return
         pool = Pool(
             self.definition,
@@ -109,6 +120,12 @@ class ProcessWorker(StreamWorker):
             deadline = ctx.cleanup_deadline - _CLOSE_AHEAD_S
             await pool.close(min(deadline, anyio.current_time() + _CLOSE_AT_MOST_S))
             tg.cancel_scope.cancel()
+
+    @staticmethod
+    async def _fail_when_broken(runner: OneshotRunner) -> None:
+        """A run showed the command cannot start: fail the worker (its message went back)."""
+        await runner.broke.wait()
+        raise ChildStartFailed(runner.broken or "the command cannot start")
 
     def children_status(self) -> list[dict[str, Any]]:
         """Each child: pid, current message, messages handled, RSS, last heartbeat."""
