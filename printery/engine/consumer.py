@@ -87,6 +87,8 @@ class StreamConsumer(Handling, Committing, Maintaining):
             settings.retry_backoff_max_ms / 1000,
         )
         self.limit = worker.max_in_flight
+        self._reads_past_commits = bool(getattr(worker, "reads_past_commits", False))
+        self._committing: set[str] = set()
         self.held: dict[str, Entry] = {}
         self.started: set[str] = set()
         self.running: dict[str, float] = {}  # message id -> last progress of its handler
@@ -177,6 +179,9 @@ class StreamConsumer(Handling, Committing, Maintaining):
         announced = False
         while not self.ctx.stopping.is_set():
             free = self.limit - len(self.held)
+            if self._committing:  # results with the committer hold no handler
+                self._committing.intersection_update(self.held)
+                free += len(self._committing)
             # Read full batches: wait for room for one, unless nothing is held at all, or
             # every held message has started (the handlers would idle while a commit
             # frees room): then read what fits.

@@ -68,11 +68,18 @@ class ProcessWorker(StreamWorker):
     def group(self) -> str:
         return self.definition.group
 
+    # A child is free once its result is with the committer: the engine reads the
+    # next message for it then, while that commit is on its way.
+    reads_past_commits: ClassVar[bool] = True
+
     @property
     def max_in_flight(self) -> int:
         """As many messages as there are children (plus ``prefetch`` each): no more are read.
 
-        Messages read ahead wait for a child; a drain hands them back uncounted.
+        Results on their way to Redis hold no child and are not counted
+        (``reads_past_commits``): the engine reads a message for a child as soon as
+        it is free. Messages read ahead wait for a child; a drain hands them back
+        uncounted.
         """
         return self.concurrency * (1 + self.definition.prefetch)
 
