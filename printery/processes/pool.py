@@ -52,6 +52,11 @@ _PING_FRACTION = 3  # an idle child is pinged every heartbeat_timeout_s / 3
 _TIMED_OUT = TimeoutError("task_timeout_s")  # what the task timer hands the waiting handler
 
 
+def _is_line(item: dict[str, Any] | BaseException) -> bool:
+    """A child's ``progress`` or ``log`` line (not a result, not the end of its stdout)."""
+    return isinstance(item, dict) and item.get("op") in ("progress", "log")
+
+
 class ChildStartFailed(PrinteryError):
     """Children of a worker exit (or stay silent) before ``ready``: its definition is broken."""
 
@@ -297,7 +302,7 @@ class Pool:
         self,
         task: dict[str, Any],
         *,
-        on_message: Callable[[dict[str, Any]], Awaitable[None]],
+        on_message: Callable[[list[dict[str, Any]]], Awaitable[None]],
     ) -> ChildResult:
         """Run one task on an idle child; RetryLater when the child fails, Drained if broken."""
         held = await self._acquire()
@@ -352,7 +357,7 @@ class Pool:
         held: PoolChild,
         task: dict[str, Any],
         entry_id: str,
-        on_message: Callable[[dict[str, Any]], Awaitable[None]],
+        on_message: Callable[[list[dict[str, Any]]], Awaitable[None]],
     ) -> ChildResult:
         timeout = self.definition.task_timeout_s
 
@@ -378,7 +383,11 @@ class Pool:
                     )
                 op = message.get("op")
                 if op in ("progress", "log"):
-                    await on_message(message)
+                    # Those that came in meanwhile go with it: one write to Redis for a burst.
+                    lines = [message]
+                    while held.unread and _is_line(held.unread[0]):
+                        lines.append(held.unread.popleft())  # type: ignore[arg-type]  # _is_line
+                    await on_message(lines)
                     continue
                 if op != "result" or str(message.get("id")) != entry_id:
                     held.retire("protocol", f"unexpected {op!r} line while handling {entry_id}")

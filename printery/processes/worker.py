@@ -154,24 +154,26 @@ class ProcessWorker(StreamWorker):
         d = self.definition
         started, started_at = time.perf_counter(), now_rfc3339()
         self.beat(within=d.task_timeout_s + _BEAT_GRACE_S)
-        # This message's partition's keys (cluster mode), taken now: on_line runs
-        # in the pool's reader task, which belongs to no partition.
+        # This message's partition's keys (cluster mode), taken once.
         keys = self.keys
 
-        async def on_line(line: dict[str, Any]) -> None:
+        async def on_lines(lines: list[dict[str, Any]]) -> None:
+            """The child's progress and log lines that came in together: one write to Redis."""
             self.beat(within=d.task_timeout_s + _BEAT_GRACE_S)
-            if line.get("op") == "log":
-                self.log.info(
-                    "printery.child_log",
-                    worker=self.name,
-                    message_id=message.id,
-                    level=str(line.get("level", "info")),
-                    text=str(line.get("message", ""))[:2000],
-                )
+            ttl = self.settings.timeline_ttl
+            writes: list[Write] = []
+            for line in lines:
+                if line.get("op") == "log":
+                    self.log.info(
+                        "printery.child_log",
+                        worker=self.name,
+                        message_id=message.id,
+                        level=str(line.get("level", "info")),
+                        text=str(line.get("message", ""))[:2000],
+                    )
+                writes += line_writes(keys, event.id, line, ttl, worker=self.name)
             with contextlib.suppress(RedisUnavailable):  # the record is for people; never stalls
-                await self.deps.adapter.apply(
-                    line_writes(keys, event.id, line, self.settings.timeline_ttl, worker=self.name)
-                )
+                await self.deps.adapter.apply(writes)
 
         def record(status: str, **extra: Any) -> list[Write]:
             fields = outcome_fields(
@@ -187,7 +189,7 @@ class ProcessWorker(StreamWorker):
             return record_writes(keys, event.id, fields, self.settings.timeline_ttl)
 
         try:
-            result = await self._run(message, event, params, on_line)
+            result = await self._run(message, event, params, on_lines)
             writes = self._outputs(event, result)
         except Drained:
             raise
@@ -200,11 +202,11 @@ class ProcessWorker(StreamWorker):
             raise
         return [*writes, *record("succeeded", result=result.result)]
 
-    async def _run(self, message: Message, event: Event, params: Any, on_line: Any) -> ChildResult:
+    async def _run(self, message: Message, event: Event, params: Any, on_lines: Any) -> ChildResult:
         if self.pool is not None:
             deadline_ms = int((time.time() + self.definition.task_timeout_s) * 1000)
             task = task_message(message.id, event, params, message.deliveries, deadline_ms)
-            result = await self.pool.request(task, on_message=on_line)
+            result = await self.pool.request(task, on_message=on_lines)
         elif self.oneshot is not None:
             result = await self.oneshot.run(
                 oneshot_input(message.id, event, params, message.deliveries)

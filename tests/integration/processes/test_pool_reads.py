@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 
+from printery.processes.task import read_task
 from printery.processes.worker import ProcessWorker, process_worker_factory
 from printery.processes.workers_file import WorkerDefinition
 from printery.redis.adapter import StreamAdapter, connect
+from printery.redis.keys import Keys
 from printery.redis.replies import Entry
 from printery.redis.writes import Write
 from tests.e2e.processes import POOL_CHILD, task
@@ -88,5 +91,63 @@ async def test_the_next_message_reaches_a_child_while_its_last_commit_is_on_its_
         assert adapter.reads
         assert all(count <= idle for count, idle in adapter.reads)
         assert 3 == await adapter.client.xlen(f"{prefix}:proc:out")
+    finally:
+        await adapter.close()
+
+
+_CHATTY = """
+import json, sys
+def send(m):
+    sys.stdout.write(json.dumps(m) + "\\n")
+send({"op": "ready", "protocol": 1})
+sys.stdout.flush()
+for line in sys.stdin:
+    task = json.loads(line)
+    if task["op"] != "task":
+        break
+    for n in range(20):
+        send({"op": "progress", "id": task["id"], "percent": n * 5, "step": f"s{n}"})
+    send({"op": "result", "id": task["id"], "success": True, "outputs": []})
+    sys.stdout.flush()
+"""
+
+
+class _Counted(StreamAdapter):
+    def __init__(self, url: str) -> None:
+        super().__init__(connect(url, socket_timeout=5, connect_timeout=2))
+        self.applied = 0
+
+    async def apply(self, writes: Sequence[Write]) -> None:
+        self.applied += 1
+        await super().apply(writes)
+
+
+async def test_a_burst_of_progress_lines_is_one_write_to_redis_and_every_line_is_kept(
+    redis_server: RedisServer, prefix: str, tmp_path: Path
+) -> None:
+    """20 progress lines sent at once: fewer writes than lines, all 20 logged in order."""
+    script = tmp_path / "chatty.py"
+    script.write_text(_CHATTY)
+    adapter = _Counted(redis_server.url)
+    definition = WorkerDefinition(
+        name="proc",
+        command=(sys.executable, str(script)),
+        input="proc:in",
+        outputs=("proc:out",),
+        processes=1,
+    )
+    worker = process_worker_factory(definition)(make_deps(adapter, prefix))
+    recorder = Recorder()
+    event = task(1)
+    try:
+        await adapter.ensure_group(worker.stream, worker.group)
+        await adapter.add(worker.stream, event)
+        async with running(worker, recorder=recorder):
+            await recorder.wait_for(lambda events: len(handled(events)) == 1)
+        record = await read_task(adapter, Keys(prefix), str(event["id"]))
+        assert record is not None
+        assert "succeeded" == record.fields["status"]
+        assert [f"s{n}" for n in range(20)] == [entry["step"] for entry in record.log]
+        assert 1 <= adapter.applied < 20
     finally:
         await adapter.close()
