@@ -14,23 +14,28 @@ Side by side, in one run, on one redis-server:
 
     python bench/processes.py [--messages 5000] [--oneshot 200] [--rounds 3]
 
-Ratios are medians over rounds; each round runs every side once.
+Ratios are medians over rounds; each round runs every side once. Each pool
+line also gives the daemon's CPU per message (this process: event loop, Redis
+client, the exchange with the children) and the children's (reaped when the
+worker stops), the figures that stay put when a shared machine is noisy.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import resource
 import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import machine, redis_server
+from bench.common import machine, process_cpu_s, redis_server
 from bench.runtime_throughput import PassThrough, fill, run_until_handled
 from printery.processes.worker import process_worker_factory
 from printery.processes.workers_file import WorkerDefinition
@@ -54,6 +59,31 @@ def _definition(mode: str, prefetch: int = 0) -> WorkerDefinition:
         processes=2,
         prefetch=prefetch,
     )
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+class _Cpu:
+    """CPU µs per message of this process and of its reaped children, per side, over rounds."""
+
+    def __init__(self) -> None:
+        self.own: dict[str, list[float]] = {}
+        self.children: dict[str, list[float]] = {}
+
+    async def measure(self, side: str, count: int, run: Any) -> float:
+        own, children = process_cpu_s(), _children_cpu_s()
+        elapsed: float = await run
+        self.own.setdefault(side, []).append((process_cpu_s() - own) / count * 1e6)
+        self.children.setdefault(side, []).append((_children_cpu_s() - children) / count * 1e6)
+        return elapsed
+
+    def line(self, side: str) -> str:
+        own = statistics.median(self.own[side])
+        children = statistics.median(self.children[side])
+        return f"daemon {own:4.0f} µs/msg" + (f", children {children:3.0f}" if children else "")
 
 
 async def _run(url: str, prefix: str, count: int, kind: str, prefetch: int = 0) -> float:
@@ -99,14 +129,17 @@ async def main(count: int, oneshot: int, rounds: int) -> None:
     prefetched: list[float] = []
     spawn_ms: list[float] = []
     oneshot_ms: list[float] = []
+    cpu = _Cpu()
     with redis_server() as url:
         for r in range(rounds):
             await fill(url, f"i{r}:in", count)
-            inproc = count / await _run(url, f"i{r}", count, "inproc")
+            inproc = count / await cpu.measure("i", count, _run(url, f"i{r}", count, "inproc"))
             await fill(url, f"p{r}:in", count)
-            pool = count / await _run(url, f"p{r}", count, "pool")
+            pool = count / await cpu.measure("p", count, _run(url, f"p{r}", count, "pool"))
             await fill(url, f"f{r}:in", count)
-            ahead = count / await _run(url, f"f{r}", count, "pool", PREFETCH)
+            ahead = count / await cpu.measure(
+                "f", count, _run(url, f"f{r}", count, "pool", PREFETCH)
+            )
             inproc_rates.append(inproc)
             ratios.append(pool / inproc)
             prefetched.append(ahead / inproc)
@@ -116,16 +149,20 @@ async def main(count: int, oneshot: int, rounds: int) -> None:
     inproc = statistics.median(inproc_rates)
     ratio = statistics.median(ratios)
     spread = ", ".join(f"{x:.2f}" for x in ratios)
-    print(f"  in-process StreamWorker pass-through (concurrency 2): {inproc:9,.0f} msg/s (median)")
+    print(
+        f"  in-process StreamWorker pass-through (concurrency 2): {inproc:9,.0f} msg/s (median)"
+        f"; {cpu.line('i')}"
+    )
     print(
         f"  pool worker pass-through (2 children):                {inproc * ratio:9,.0f} msg/s"
-        f" = {ratio:.2f} x in-process (rounds: {spread}; target >= 0.5)"
+        f" = {ratio:.2f} x in-process (rounds: {spread}; target >= 0.5); {cpu.line('p')}"
     )
     ahead = statistics.median(prefetched)
     spread = ", ".join(f"{x:.2f}" for x in prefetched)
     print(
         f"  the same, prefetch = {PREFETCH} (read ahead per child):"
         f"      {inproc * ahead:9,.0f} msg/s = {ahead:.2f} x in-process (rounds: {spread})"
+        f"; {cpu.line('f')}"
     )
     bare, per_message = statistics.median(spawn_ms), statistics.median(oneshot_ms)
     print(f"  bare `python -c pass` spawn, 2 at a time:             {bare:9.2f} ms each")

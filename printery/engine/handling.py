@@ -34,6 +34,12 @@ _SLICE_S = 0.001  # longest a handler task takes buffered messages without yield
 class Handling(ConsumerState):
     """The handling part of a consumer run."""
 
+    # A worker whose handlers are scarce (a child process each) reads for a handler
+    # as soon as it has handed its result to the committer: ``_committing`` holds
+    # those results' ids, which the read loop does not count against its limit.
+    _reads_past_commits: bool
+    _committing: set[str]
+
     async def _handler_loop(
         self, buffer: MemoryObjectReceiveStream[Entry], commits: MemoryObjectSendStream[Commit]
     ) -> None:
@@ -199,11 +205,18 @@ class Handling(ConsumerState):
                 self._retry(entry, problem, commits, started)
                 return
             _submit(commits, Commit(entry, writes, Outcome.ACKED, started))
+            self._handed_to_committer(entry.id)
 
     def _dead_letter(
         self, entry: Entry, reason: str, commits: MemoryObjectSendStream[Commit], started: float
     ) -> None:
         _submit(commits, self._dead_letter_commit(entry, reason, started))
+        self._handed_to_committer(entry.id)
+
+    def _handed_to_committer(self, entry_id: str) -> None:
+        if self._reads_past_commits:
+            self._committing.add(entry_id)
+            self._space.set()  # a handler is free: the read loop may read for it now
 
     def _retry(
         self,

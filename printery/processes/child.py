@@ -11,6 +11,10 @@
   reads blocks for ever (Apache Storm's STORM-733). stdout's line limit is
   raised from asyncio's 64 KiB to the message size bound; a longer line is a
   :class:`~printery.processes.protocol.ProtocolError`.
+- **Lines as they arrive** (``on_stdout``, the pool's way): stdout is split
+  into lines in the pipe's own callback and each is handed over decoded,
+  with no reader task and no stream buffer between the pipe and the waiting
+  handler; the end of stdout is handed over as :class:`ChildExited`.
 - **Any line is life**: ``last_seen`` moves with stdout and stderr alike.
 """
 
@@ -21,6 +25,8 @@ import contextlib
 import ctypes
 import ctypes.util
 import os
+import re
+import shutil
 import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -29,7 +35,7 @@ from typing import Any, TypeVar
 
 from printery.processes.protocol import ProtocolError, decode_line, encode
 
-__all__ = ["Child", "ChildExited", "describe_exit", "rss_mb"]
+__all__ = ["Child", "ChildExited", "cannot_open_script", "describe_exit", "rss_mb", "start_problem"]
 
 T = TypeVar("T")
 
@@ -65,6 +71,70 @@ def describe_exit(code: int | None) -> str:
     return f"exit status {code}"
 
 
+_PYTHON = re.compile(r"python(\d+(\.\d+)?)?")  # python, python3, python3.11: not pythonw
+# CPython's own line for a script it cannot open (it then exits 2):
+# "python3: can't open file '/srv/missing.py': [Errno 2] No such file or directory"
+_CANNOT_OPEN = re.compile(r"^\S+: can't open file .+: \[Errno \d+\] ")
+
+
+def start_problem(command: Sequence[str], *, cwd: str | None, path: str | None) -> str | None:
+    """Why ``command`` cannot start at all, found without running it; None when it looks fine.
+
+    The program must be an executable file (a bare name: on the child's
+    ``path``); for a Python interpreter, the script it is given must exist,
+    relative to ``cwd``: CPython exits 2 for a missing one, which a oneshot
+    worker would otherwise take for the message's verdict.
+    """
+    program, base = command[0], Path(cwd or os.getcwd())
+    if cwd is not None and not Path(cwd).is_dir():
+        return f"cwd {cwd!r} is not a directory"
+    if os.sep in program:
+        found = base / program  # an absolute program stays as it is
+        if not (found.is_file() and os.access(found, os.X_OK)):
+            return f"{program!r} is not an executable file"
+    elif shutil.which(program, path=path) is None:
+        return f"{program!r} is not on the child's PATH"
+    if _PYTHON.fullmatch(Path(program).name):
+        script = _python_script(command[1:])
+        if script is not None and not (base / script).is_file():
+            return f"{program} cannot open its script {script!r}: no such file in {str(base)!r}"
+    return None
+
+
+def _python_script(args: Sequence[str]) -> str | None:
+    """The script a Python command line runs, or None (``-c``, ``-m``, stdin, none given)."""
+    skip = False
+    for at, arg in enumerate(args):
+        if skip:
+            skip = False
+        elif arg == "--":
+            return args[at + 1] if at + 1 < len(args) else None
+        elif arg == "-":
+            return None
+        elif arg.startswith("--"):
+            skip = arg == "--check-hash-based-pycs"
+        elif arg.startswith("-"):
+            for place, flag in enumerate(arg[1:], start=2):
+                if flag in "cm":
+                    return None  # a command or a module follows
+                if flag in "WX":  # its value is the rest of the argument, or the next one
+                    skip = place == len(arg)
+                    break
+        else:
+            return arg
+    return None
+
+
+def cannot_open_script(code: int | None, stdout: bytes, stderr_tail: Sequence[str]) -> bool:
+    """Whether an exit is CPython's own for a script it cannot open: 2, no stdout, its line."""
+    return (
+        code == 2
+        and not stdout.strip()
+        and bool(stderr_tail)
+        and _CANNOT_OPEN.match(stderr_tail[-1]) is not None
+    )
+
+
 def _die_with_parent(parent: int) -> Callable[[], None]:
     def before_exec() -> None:
         if _LIBC is not None:
@@ -86,8 +156,78 @@ def rss_mb(pid: int) -> float | None:
     return None
 
 
+StdoutItem = dict[str, Any] | ProtocolError | ChildExited  # what ``on_stdout`` is handed
+
+
+class _LineProtocol(asyncio.subprocess.SubprocessStreamProtocol):
+    """asyncio's subprocess protocol, with stdout split into protocol lines in the callback.
+
+    A line over ``limit`` bytes (or one that does not parse) is handed over as
+    a :class:`ProtocolError`, and whatever follows it is dropped: the pool
+    kills such a child. The end of stdout is handed over as ChildExited.
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        loop: asyncio.AbstractEventLoop,
+        child: Child,
+        on_stdout: Callable[[StdoutItem], None],
+    ) -> None:
+        super().__init__(limit=limit, loop=loop)
+        self._line_limit = limit
+        self._child = child
+        self._on_stdout = on_stdout
+        self._partial = b""
+        self._spoilt = False
+
+    def pipe_data_received(self, fd: int, data: bytes | str) -> None:
+        if fd != 1:
+            super().pipe_data_received(fd, data)
+            return
+        if self._spoilt or isinstance(data, str):
+            return
+        self._child.last_seen = time.monotonic()
+        if self._partial:
+            data = self._partial + data
+        start = 0
+        while (end := data.find(b"\n", start)) >= 0:
+            if end - start > self._line_limit:
+                self._spoil()
+                return
+            try:
+                message = decode_line(data[start:end])
+            except ProtocolError as exc:
+                self._spoilt = True
+                self._on_stdout(exc)
+                return
+            start = end + 1
+            self._on_stdout(message)
+            if self._spoilt:
+                return
+        self._partial = data[start:] if start else data
+        if len(self._partial) > self._line_limit:
+            self._spoil()
+
+    def _spoil(self) -> None:
+        self._spoilt, self._partial = True, b""
+        self._on_stdout(
+            ProtocolError(f"a line longer than MAX_MESSAGE_BYTES ({self._line_limit} bytes)")
+        )
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        super().pipe_connection_lost(fd, exc)
+        if fd == 1 and not self._spoilt:
+            self._spoilt = True
+            self._on_stdout(ChildExited(self._child.returncode))
+
+
 class Child:
-    """One running child; ``start`` it, then ``send`` and ``receive`` protocol lines."""
+    """One running child; ``start`` it, then ``send`` and ``receive`` protocol lines.
+
+    With ``on_stdout`` every stdout line goes there as it arrives instead
+    (``receive`` and ``read_stdout`` are then not for use).
+    """
 
     def __init__(
         self,
@@ -97,8 +237,10 @@ class Child:
         cwd: str | None,
         line_limit: int,
         on_stderr: Callable[[int, str], None],
+        on_stdout: Callable[[StdoutItem], None] | None = None,
     ) -> None:
         self.command = tuple(command)
+        self.on_stdout = on_stdout
         self.env = dict(env)
         self.cwd = cwd
         self.line_limit = line_limit
@@ -120,7 +262,16 @@ class Child:
 
     async def start(self, *, stdin: bool = True) -> None:
         """Spawn it; OSError (not executable, cwd gone) propagates for the caller to classify."""
-        self.process = await asyncio.create_subprocess_exec(
+        loop = asyncio.get_running_loop()
+        on_stdout = self.on_stdout
+
+        def protocol() -> asyncio.subprocess.SubprocessStreamProtocol:
+            if on_stdout is None:
+                return asyncio.subprocess.SubprocessStreamProtocol(limit=self.line_limit, loop=loop)
+            return _LineProtocol(self.line_limit, loop, self, on_stdout)
+
+        transport, made = await loop.subprocess_exec(
+            protocol,
             *self.command,
             stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
@@ -129,8 +280,8 @@ class Child:
             env=self.env,
             start_new_session=True,
             preexec_fn=_die_with_parent(os.getpid()),
-            limit=self.line_limit,
         )
+        self.process = asyncio.subprocess.Process(transport, made, loop)
         self.started_at = self.last_seen = time.monotonic()
         self._stderr_task = asyncio.get_running_loop().create_task(self._read_stderr())
 
@@ -158,9 +309,13 @@ class Child:
 
     async def send(self, message: Mapping[str, Any]) -> None:
         """Write one line; a child that closed its stdin is reported as exited."""
+        await self.send_line(encode(message))
+
+    async def send_line(self, line: bytes) -> None:
+        """Write one encoded line (``\\n`` included); ChildExited as ``send``."""
         stdin = _need(_need(self.process).stdin)
         try:
-            stdin.write(encode(message))
+            stdin.write(line)
             await stdin.drain()
         except (BrokenPipeError, ConnectionResetError):
             raise ChildExited(self.returncode) from None

@@ -13,10 +13,17 @@ The seed's workers (``{"id", "type", "params"}`` in, ``{"success",
 "result"}`` out) run unchanged. stderr is re-logged line by line under the
 worker's name, and its last line is the error when stdout names none. A
 process over ``task_timeout_s`` has its group killed, and the message is retried.
+
+A command that cannot start is a broken definition, never a message's
+verdict: the worker checks it before it reads (:func:`start_problem`), and
+a run that shows it later (the program gone, or CPython's exit 2 with
+"can't open file" and nothing on stdout: the script gone) hands its message
+back uncounted and sets :attr:`OneshotRunner.broken`, which fails the worker.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -24,13 +31,16 @@ from typing import Any
 
 import anyio
 
-from printery.errors import Permanent, RetryLater
+from printery.errors import Drained, Permanent, RetryLater
 from printery.lifecycle import ChildSpawned, ChildStopped, Emit
-from printery.processes.child import Child, describe_exit
+from printery.processes.child import Child, cannot_open_script, describe_exit
 from printery.processes.protocol import ChildResult, ProtocolError, encode, parse_result
 from printery.processes.workers_file import WorkerDefinition
 
 __all__ = ["OneshotRunner", "verdict"]
+
+
+_NEVER_STARTS = frozenset({errno.ENOENT, errno.EACCES, errno.ENOEXEC, errno.ENOTDIR})
 
 
 class OneshotRunner:
@@ -51,10 +61,20 @@ class OneshotRunner:
         self.on_stderr = on_stderr
         self.env = definition.child_environment(environ)
         self.running: dict[int, Child] = {}
+        self.broken: str | None = None  # why the command cannot start, once a run showed it
+        self.broke = anyio.Event()
+
+    def _break(self, reason: str) -> Drained:
+        if self.broken is None:
+            self.broken = f"worker {self.definition.name!r}: {reason}"
+            self.broke.set()
+        return Drained(self.broken)
 
     async def run(self, payload: Mapping[str, Any]) -> ChildResult:
         """The verdict of one run; RetryLater or Permanent when it failed."""
         d = self.definition
+        if self.broken is not None:
+            raise Drained(self.broken)  # handed back uncounted; the worker is failing
         tail: deque[str] = deque(maxlen=3)
 
         def on_stderr(pid: int, line: str) -> None:
@@ -68,6 +88,8 @@ class OneshotRunner:
         try:
             await child.start()
         except OSError as exc:
+            if exc.errno in _NEVER_STARTS:
+                raise self._break(f"cannot start {d.command[0]!r}: {exc}") from None
             raise RetryLater(f"cannot start {d.command[0]!r}: {exc}") from None
         self.emit(ChildSpawned(d.name, child.pid))
         self.running[child.pid] = child
@@ -90,15 +112,18 @@ class OneshotRunner:
                 code = await child.stop() if child.returncode is None else await child.wait()
             if killed is None and child.returncode is None:
                 killed = "shutdown"  # pragma: no cover - cancelled before the verdict
+            unopened = killed is None and cannot_open_script(code, out, list(tail))
             self.emit(
                 ChildStopped(
                     d.name,
                     child.pid,
-                    killed or "exited",
+                    killed or ("start" if unopened else "exited"),
                     killed is not None,
-                    detail or describe_exit(code),
+                    tail[-1] if unopened else detail or describe_exit(code),
                 )
             )
+        if unopened:
+            raise self._break(tail[-1])
         if killed == "timeout":
             raise RetryLater(
                 f"task_timeout_s ({d.task_timeout_s:g} s) exceeded: the process was killed"

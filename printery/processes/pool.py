@@ -14,9 +14,11 @@
         └── backoff ◄── gone (crash, kill, recycle after max_tasks_per_child / max_rss_mb)
 
 The handler's own task runs the exchange with the child it took, so a
-message costs no hand-off between tasks. The child's stdout is read by a
-reader task into the child's inbox: a child that dies while idle is noticed
-and replaced at once, never handed a message. A child that exits before
+message costs no hand-off between tasks. The child's stdout lines are
+handed over in the pipe's callback (straight to the waiting handler, no
+reader task between), and its end as well: a child that dies while idle is
+noticed and replaced at once, never handed a message. ``task_timeout_s`` is
+a timer per message that kills the child and wakes its handler. A child that exits before
 ``ready`` is a broken definition: waiting handlers get
 :class:`~printery.errors.Drained` (their messages are handed back
 uncounted) and the pool raises :class:`ChildStartFailed`, which the
@@ -39,7 +41,7 @@ from anyio.abc import TaskStatus
 from printery.envelope import compact_json
 from printery.errors import Drained, PrinteryError, RetryLater
 from printery.lifecycle import ChildSpawned, ChildStopped, Emit
-from printery.processes.child import Child, ChildExited, describe_exit
+from printery.processes.child import Child, ChildExited, StdoutItem, describe_exit
 from printery.processes.protocol import PROTOCOL_VERSION, ChildResult, ProtocolError, parse_result
 from printery.processes.workers_file import WorkerDefinition
 
@@ -47,6 +49,12 @@ __all__ = ["ChildStartFailed", "Pool", "PoolChild"]
 
 _START_FAILURES = 3  # replacement children failing to start in a row before the worker crashes
 _PING_FRACTION = 3  # an idle child is pinged every heartbeat_timeout_s / 3
+_TIMED_OUT = TimeoutError("task_timeout_s")  # what the task timer hands the waiting handler
+
+
+def _is_line(item: dict[str, Any] | BaseException) -> bool:
+    """A child's ``progress`` or ``log`` line (not a result, not the end of its stdout)."""
+    return isinstance(item, dict) and item.get("op") in ("progress", "log")
 
 
 class ChildStartFailed(PrinteryError):
@@ -54,18 +62,42 @@ class ChildStartFailed(PrinteryError):
 
 
 class PoolChild:
-    """A ready child, its inbox of protocol messages, and why it was retired (if it was)."""
+    """A ready child, what it said that nobody took yet, and why it was retired (if it was).
+
+    The child's stdout lines arrive in the pipe's callback (:meth:`arrive`):
+    a handler waiting in :meth:`next` gets each at once, with no reader task
+    and no queue between; a line nobody waits for waits in ``unread``.
+    """
 
     def __init__(self, child: Child) -> None:
         self.child = child
-        # A plain asyncio queue: one put and one get per line, no extra trip round the
-        # loop per receive (anyio's memory streams checkpoint first).
-        self.inbox: asyncio.Queue[dict[str, Any] | BaseException] = asyncio.Queue()
+        self.unread: deque[dict[str, Any] | BaseException] = deque()
+        self._waiter: asyncio.Future[dict[str, Any] | BaseException] | None = None
         self.gone = anyio.Event()
         self.retired: str | None = None  # why the daemon let it go (a kill reason, or start)
         self.killed = False  # whether the daemon killed it, or it had exited by itself
         self.detail = ""
         self.last_heartbeat = time.time()
+
+    def deliver(self, item: dict[str, Any] | BaseException) -> None:
+        """Hand ``item`` to the waiting handler, or keep it for the next one."""
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            self._waiter = None
+            waiter.set_result(item)
+        else:
+            self.unread.append(item)
+
+    async def next(self) -> dict[str, Any] | BaseException:
+        """The child's next message, or the exception that ended its stdout."""
+        if self.unread:
+            return self.unread.popleft()
+        waiter: asyncio.Future[dict[str, Any] | BaseException]
+        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            return await waiter
+        finally:
+            self._waiter = None
 
     def retire(self, reason: str, detail: str = "") -> None:
         if self.retired is None and not self.gone.is_set() and self.child.returncode is None:
@@ -117,9 +149,9 @@ class Pool:
         """Start every child (all ready, or ChildStartFailed), then keep them until cancelled."""
         try:
             async with anyio.create_task_group() as tg:
-                first = [await self._spawn_ready(tg) for _ in range(self.definition.processes)]
+                first = [await self._spawn_ready() for _ in range(self.definition.processes)]
                 for child in first:
-                    tg.start_soon(self._slot, child, tg)
+                    tg.start_soon(self._slot, child)
                 task_status.started()
         finally:
             # Cancelled (the drain's deadline, a crash): kill and reap what is left, and say so.
@@ -128,7 +160,7 @@ class Pool:
                     held.retire("shutdown", "still running when the worker stopped")
                     await self._reap(held)
 
-    async def _slot(self, child: PoolChild, tg: anyio.abc.TaskGroup) -> None:
+    async def _slot(self, child: PoolChild) -> None:
         failures = crashes = 0
         while True:
             await self._watch(child)
@@ -146,7 +178,7 @@ class Pool:
                 if self._closing:
                     return
                 try:
-                    child = await self._spawn_ready(tg)
+                    child = await self._spawn_ready()
                     break
                 except ChildStartFailed:
                     failures += 1
@@ -157,22 +189,28 @@ class Pool:
                     await anyio.sleep(min(cap, first * 2.0 ** (failures - 1)))
             failures = 0
 
-    async def _spawn_ready(self, tg: anyio.abc.TaskGroup) -> PoolChild:
+    async def _spawn_ready(self) -> PoolChild:
         """A new child that said ``ready`` in time; ChildStartFailed saying why not."""
         d = self.definition
+        holder: list[PoolChild] = []
         child = Child(
-            d.command, env=self.env, cwd=d.cwd, line_limit=self.line_limit, on_stderr=self.on_stderr
+            d.command,
+            env=self.env,
+            cwd=d.cwd,
+            line_limit=self.line_limit,
+            on_stderr=self.on_stderr,
+            on_stdout=lambda item: self._arrived(holder[0], item),
         )
+        held = PoolChild(child)
+        holder.append(held)
         try:
             await child.start()
         except OSError as exc:
             raise ChildStartFailed(f"cannot start {d.command[0]!r}: {exc}") from None
         self.emit(ChildSpawned(self.name, child.pid))
-        held = PoolChild(child)
-        tg.start_soon(self._read, held)
         message: dict[str, Any] | BaseException | None = None
         with anyio.move_on_after(d.start_timeout_s):
-            message = await held.inbox.get()
+            message = await held.next()
         problem = ""
         if message is None:
             problem = f"did not say ready within start_timeout_s ({d.start_timeout_s:g} s)"
@@ -193,22 +231,18 @@ class Pool:
         self._notify()
         return held
 
-    async def _read(self, held: PoolChild) -> None:
-        """The child's stdout into its inbox; ends at EOF or the first bad line (then kills)."""
-        while True:
-            try:
-                message = await held.child.receive()
-            except (ChildExited, ProtocolError) as exc:
-                if isinstance(exc, ProtocolError):
-                    held.retire("protocol", str(exc))
-                held.gone.set()
-                self._drop_idle(held)
-                held.inbox.put_nowait(exc)
-                return
-            held.last_heartbeat = time.time()  # any line is life, a pong or not
-            if message.get("op") == "pong":
-                continue
-            held.inbox.put_nowait(message)
+    def _arrived(self, held: PoolChild, item: StdoutItem) -> None:
+        """One of the child's stdout lines (or its end), in the pipe's callback."""
+        if isinstance(item, ChildExited | ProtocolError):
+            if isinstance(item, ProtocolError):
+                held.retire("protocol", str(item))
+            held.gone.set()
+            self._drop_idle(held)
+            held.deliver(item)
+            return
+        held.last_heartbeat = time.time()  # any line is life, a pong or not
+        if item.get("op") != "pong":
+            held.deliver(item)
 
     async def _watch(self, held: PoolChild) -> None:
         """Until the child is gone: ping it while idle, and kill it when it stays silent."""
@@ -268,7 +302,7 @@ class Pool:
         self,
         task: dict[str, Any],
         *,
-        on_message: Callable[[dict[str, Any]], Awaitable[None]],
+        on_message: Callable[[list[dict[str, Any]]], Awaitable[None]],
     ) -> ChildResult:
         """Run one task on an idle child; RetryLater when the child fails, Drained if broken."""
         held = await self._acquire()
@@ -323,14 +357,22 @@ class Pool:
         held: PoolChild,
         task: dict[str, Any],
         entry_id: str,
-        on_message: Callable[[dict[str, Any]], Awaitable[None]],
+        on_message: Callable[[list[dict[str, Any]]], Awaitable[None]],
     ) -> ChildResult:
         timeout = self.definition.task_timeout_s
-        with anyio.move_on_after(timeout):
-            with contextlib.suppress(ChildExited):  # the reader reports how it ended
+
+        def expired() -> None:  # a timer, not a cancel scope per message (they cost)
+            held.retire("timeout", f"over task_timeout_s ({timeout:g} s) on {entry_id}")
+            held.deliver(_TIMED_OUT)  # ahead of the end of stdout that the kill brings
+
+        timer = asyncio.get_running_loop().call_later(timeout, expired)
+        try:
+            with contextlib.suppress(ChildExited):  # the end of stdout says how it ended
                 await held.child.send(task)
             while True:
-                message = await held.inbox.get()
+                message = await held.next()
+                if message is _TIMED_OUT:
+                    break
                 if isinstance(message, ProtocolError):
                     raise RetryLater(f"protocol error, child replaced: {message}")
                 if isinstance(message, BaseException):
@@ -341,7 +383,11 @@ class Pool:
                     )
                 op = message.get("op")
                 if op in ("progress", "log"):
-                    await on_message(message)
+                    # Those that came in meanwhile go with it: one write to Redis for a burst.
+                    lines = [message]
+                    while held.unread and _is_line(held.unread[0]):
+                        lines.append(held.unread.popleft())  # type: ignore[arg-type]  # _is_line
+                    await on_message(lines)
                     continue
                 if op != "result" or str(message.get("id")) != entry_id:
                     held.retire("protocol", f"unexpected {op!r} line while handling {entry_id}")
@@ -351,7 +397,8 @@ class Pool:
                 except ProtocolError as exc:
                     held.retire("protocol", str(exc))
                     raise RetryLater(f"protocol error, child replaced: {exc}") from None
-        held.retire("timeout", f"over task_timeout_s ({timeout:g} s) on {entry_id}")
+        finally:
+            timer.cancel()
         raise RetryLater(f"task_timeout_s ({timeout:g} s) exceeded: the child was killed")
 
     # -- stopping --------------------------------------------------------------------

@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from printery.envelope import Event, compact_json
 from printery.errors import PrinteryError
 
@@ -33,6 +35,7 @@ __all__ = [
     "ProtocolError",
     "decode_line",
     "encode",
+    "loads",
     "oneshot_input",
     "parse_result",
     "task_message",
@@ -68,21 +71,39 @@ class ChildResult:
 
 def encode(message: Mapping[str, Any]) -> bytes:
     """One protocol line: compact JSON (which never holds a raw newline) and ``\\n``."""
-    return compact_json(message).encode() + b"\n"
+    try:
+        return orjson.dumps(message, option=orjson.OPT_APPEND_NEWLINE)
+    except orjson.JSONEncodeError:  # integers past 64 bits, keys that are not text
+        return compact_json(message).encode() + b"\n"
 
 
 def decode_line(line: bytes) -> dict[str, Any]:
     """A child's line as a message with a known ``op``; ProtocolError otherwise."""
     try:
-        message = json.loads(line)
-    except ValueError:
-        raise ProtocolError(f"not a JSON line: {_preview(line)}") from None
+        message = orjson.loads(line)  # a third of the standard library's time
+    except orjson.JSONDecodeError:
+        message = _stdlib_decode(line)  # what orjson refuses: NaN, integers past 64 bits
     if not isinstance(message, dict):
         raise ProtocolError(f"not a JSON object: {_preview(line)}")
     op = message.get("op")
     if op not in CHILD_OPS:
         raise ProtocolError(f"unknown op {str(op)[:40]!r}")
     return message
+
+
+def loads(text: str | bytes) -> Any:
+    """JSON as the standard library reads it, by orjson when it can; ValueError otherwise."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
+def _stdlib_decode(line: bytes) -> Any:
+    try:
+        return json.loads(line)
+    except ValueError:
+        raise ProtocolError(f"not a JSON line: {_preview(line)}") from None
 
 
 def task_message(

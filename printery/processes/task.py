@@ -96,12 +96,13 @@ def outcome_fields(
     stream: str = "",
     entry_id: str = "",
 ) -> dict[str, str]:
+    now = now_rfc3339()
     fields = {
         "worker": worker,
         "status": status,
         "started_at": started_at,
-        "completed_at": now_rfc3339(),
-        "updated_at": now_rfc3339(),
+        "completed_at": now,
+        "updated_at": now,
         "duration_ms": str(round(duration_ms, 1)),
         "deliveries": str(deliveries),
         "stream": stream,

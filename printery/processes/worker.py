@@ -19,7 +19,6 @@ like the built-in four.
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -31,9 +30,10 @@ from structlog import get_logger
 from printery.envelope import Event, compact_json, now_rfc3339
 from printery.errors import Drained, Permanent, RedisUnavailable, RetryLater
 from printery.message import Message
+from printery.processes.child import start_problem
 from printery.processes.oneshot import OneshotRunner
-from printery.processes.pool import Pool
-from printery.processes.protocol import ChildResult, oneshot_input, task_message
+from printery.processes.pool import ChildStartFailed, Pool
+from printery.processes.protocol import ChildResult, loads, oneshot_input, task_message
 from printery.processes.task import line_writes, outcome_fields, record_writes
 from printery.processes.workers_file import WorkerDefinition
 from printery.redis.writes import Write
@@ -68,11 +68,18 @@ class ProcessWorker(StreamWorker):
     def group(self) -> str:
         return self.definition.group
 
+    # A child is free once its result is with the committer: the engine reads the
+    # next message for it then, while that commit is on its way.
+    reads_past_commits: ClassVar[bool] = True
+
     @property
     def max_in_flight(self) -> int:
         """As many messages as there are children (plus ``prefetch`` each): no more are read.
 
-        Messages read ahead wait for a child; a drain hands them back uncounted.
+        Results on their way to Redis hold no child and are not counted
+        (``reads_past_commits``): the engine reads a message for a child as soon as
+        it is free. Messages read ahead wait for a child; a drain hands them back
+        uncounted.
         """
         return self.concurrency * (1 + self.definition.prefetch)
 
@@ -86,13 +93,23 @@ class ProcessWorker(StreamWorker):
             self.settings.restart_backoff_max_ms / 1000,
         )
         if self.definition.mode == "oneshot":
-            self.oneshot = OneshotRunner(
+            runner = OneshotRunner(
                 self.definition,
                 line_limit=self.line_limit,
                 emit=ctx.emit,
                 on_stderr=self._on_stderr,
             )
-            await super().serve(ctx, task_status=task_status)
+            d = self.definition
+            # A command that cannot start fails the worker before it reads a message:
+            # every run would end in the same exit, which is no message's verdict.
+            problem = start_problem(d.command, cwd=d.cwd, path=runner.env.get("PATH"))
+            if problem is not None:
+                raise ChildStartFailed(f"worker {self.name!r}: {problem}")
+            self.oneshot = runner
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._fail_when_broken, runner)
+                await super().serve(ctx, task_status=task_status)
+                tg.cancel_scope.cancel()
             return
         pool = Pool(
             self.definition,
@@ -111,6 +128,12 @@ class ProcessWorker(StreamWorker):
             await pool.close(min(deadline, anyio.current_time() + _CLOSE_AT_MOST_S))
             tg.cancel_scope.cancel()
 
+    @staticmethod
+    async def _fail_when_broken(runner: OneshotRunner) -> None:
+        """A run showed the command cannot start: fail the worker (its message went back)."""
+        await runner.broke.wait()
+        raise ChildStartFailed(runner.broken or "the command cannot start")
+
     def children_status(self) -> list[dict[str, Any]]:
         """Each child: pid, current message, messages handled, RSS, last heartbeat."""
         if self.pool is not None:
@@ -125,30 +148,32 @@ class ProcessWorker(StreamWorker):
     async def handle(self, message: Message) -> Sequence[Write]:
         event = message.event()  # MalformedEvent: dead-lettered by the runtime
         try:
-            params = json.loads(event.data)
+            params = loads(event.data)
         except ValueError:
             raise Permanent("data is not JSON") from None
         d = self.definition
         started, started_at = time.perf_counter(), now_rfc3339()
         self.beat(within=d.task_timeout_s + _BEAT_GRACE_S)
-        # This message's partition's keys (cluster mode), taken now: on_line runs
-        # in the pool's reader task, which belongs to no partition.
+        # This message's partition's keys (cluster mode), taken once.
         keys = self.keys
 
-        async def on_line(line: dict[str, Any]) -> None:
+        async def on_lines(lines: list[dict[str, Any]]) -> None:
+            """The child's progress and log lines that came in together: one write to Redis."""
             self.beat(within=d.task_timeout_s + _BEAT_GRACE_S)
-            if line.get("op") == "log":
-                self.log.info(
-                    "printery.child_log",
-                    worker=self.name,
-                    message_id=message.id,
-                    level=str(line.get("level", "info")),
-                    text=str(line.get("message", ""))[:2000],
-                )
+            ttl = self.settings.timeline_ttl
+            writes: list[Write] = []
+            for line in lines:
+                if line.get("op") == "log":
+                    self.log.info(
+                        "printery.child_log",
+                        worker=self.name,
+                        message_id=message.id,
+                        level=str(line.get("level", "info")),
+                        text=str(line.get("message", ""))[:2000],
+                    )
+                writes += line_writes(keys, event.id, line, ttl, worker=self.name)
             with contextlib.suppress(RedisUnavailable):  # the record is for people; never stalls
-                await self.deps.adapter.apply(
-                    line_writes(keys, event.id, line, self.settings.timeline_ttl, worker=self.name)
-                )
+                await self.deps.adapter.apply(writes)
 
         def record(status: str, **extra: Any) -> list[Write]:
             fields = outcome_fields(
@@ -164,7 +189,7 @@ class ProcessWorker(StreamWorker):
             return record_writes(keys, event.id, fields, self.settings.timeline_ttl)
 
         try:
-            result = await self._run(message, event, params, on_line)
+            result = await self._run(message, event, params, on_lines)
             writes = self._outputs(event, result)
         except Drained:
             raise
@@ -177,11 +202,11 @@ class ProcessWorker(StreamWorker):
             raise
         return [*writes, *record("succeeded", result=result.result)]
 
-    async def _run(self, message: Message, event: Event, params: Any, on_line: Any) -> ChildResult:
+    async def _run(self, message: Message, event: Event, params: Any, on_lines: Any) -> ChildResult:
         if self.pool is not None:
             deadline_ms = int((time.time() + self.definition.task_timeout_s) * 1000)
             task = task_message(message.id, event, params, message.deliveries, deadline_ms)
-            result = await self.pool.request(task, on_message=on_line)
+            result = await self.pool.request(task, on_message=on_lines)
         elif self.oneshot is not None:
             result = await self.oneshot.run(
                 oneshot_input(message.id, event, params, message.deliveries)

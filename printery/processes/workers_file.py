@@ -22,7 +22,8 @@ heartbeat_timeout_s    30       an idle pool child silent this long is replaced
 max_tasks_per_child    0        replace a child after this many messages (0: never)
 max_rss_mb             0        replace a child above this RSS after a message (0: never)
 prefetch               0        messages read ahead per child, waiting for it (0: the read
-                                loop takes no more than there are idle children)
+                                loop takes no more than there are idle children; a child
+                                whose result is being committed counts as idle)
 cwd                    file's   the child's working directory, relative to the file's
                        folder   folder; a relative ``command[0]`` is relative to it
 env                    ``{}``   the child's environment, plus PATH, HOME, LANG, TZ

@@ -100,3 +100,94 @@ def test_a_oneshot_process_over_task_timeout_is_killed_and_retried(
             daemon.metrics(), "printery_worker_child_kills_total", worker="proc", reason="timeout"
         )
         assert 2.0 == kills
+
+
+def _failing_env(redis_server: RedisServer, prefix: str, file: Path) -> dict[str, str]:
+    return {
+        **_env(redis_server, prefix, file),
+        "WORKER_MODE": "proc,other",
+        "SUPERVISED_MODE": "true",
+        "MAX_RESTART_ATTEMPTS": "1",
+        "RESTART_BACKOFF_MS": "20",
+    }
+
+
+def _deliveries(client: redis.Redis, stream: str) -> dict[bytes, int]:
+    rows = client.xpending_range(stream, "proc", min="-", max="+", count=100)
+    return {bytes(r["message_id"]): int(r["times_delivered"]) for r in rows}
+
+
+@pytest.mark.timeout(60)
+def test_a_oneshot_worker_whose_script_is_missing_fails_and_touches_no_message(
+    tmp_path: Path, client: redis.Redis, redis_server: RedisServer, prefix: str
+) -> None:
+    """``python missing.py``: the worker fails at start with one line naming the script.
+
+    No process is spawned and no message is read, so none is dead-lettered for
+    Python's exit 2; the other worker of the file runs on.
+    """
+    file = write_workers_file(
+        tmp_path / "workers.toml",
+        {
+            "proc": _oneshot(command=[sys.executable, "missing.py"]),
+            "other": _oneshot(input="other:in"),
+        },
+    )
+    publish(client, f"{prefix}:proc:in", [task(n) for n in range(3)])
+    client.xgroup_create(f"{prefix}:proc:in", "proc", id="0")
+    with Daemon(tmp_path, _failing_env(redis_server, prefix, file)) as daemon:
+        daemon.wait_until(
+            "the worker failed", lambda: daemon.worker_states().get("proc") == "failed", timeout=30
+        )
+        assert "running" == daemon.worker_states()["other"]
+        crashed = [e for e in daemon.events("printery.worker_crashed") if e["worker"] == "proc"]
+        assert crashed
+        error = crashed[0]["error"]
+        assert "\n" not in error
+        assert "cannot open its script 'missing.py'" in error
+        assert str(tmp_path) in error
+        spawns = metric_value(daemon.metrics(), "printery_worker_child_spawns_total", worker="proc")
+        assert not spawns
+    assert 0 == client.xpending(f"{prefix}:proc:in", "proc")["pending"]
+    assert 3 == client.xinfo_groups(f"{prefix}:proc:in")[0]["lag"]
+    assert 0 == client.exists(f"{prefix}:proc:in:dead")
+
+
+@pytest.mark.timeout(60)
+def test_a_oneshot_script_gone_after_start_hands_its_messages_back_uncounted(
+    tmp_path: Path, client: redis.Redis, redis_server: RedisServer, prefix: str
+) -> None:
+    """The script vanishes while the worker runs: Python's exit 2 is no verdict.
+
+    The run that shows it (exit 2, nothing on stdout, "can't open file") hands
+    its message back without spending a delivery and fails the worker; nothing
+    is dead-lettered and no task record says failed.
+    """
+    script = tmp_path / "child.py"
+    script.write_text(ONESHOT_CHILD.read_text())
+    file = write_workers_file(
+        tmp_path / "workers.toml",
+        {
+            "proc": _oneshot(command=[sys.executable, "child.py"], processes=1),
+            "other": _oneshot(input="other:in"),
+        },
+    )
+    with Daemon(tmp_path, _failing_env(redis_server, prefix, file)) as daemon:
+        daemon.wait_ready()
+        script.unlink()
+        events = [task(n) for n in range(3)]
+        publish(client, f"{prefix}:proc:in", events)
+        daemon.wait_until(
+            "the worker failed", lambda: daemon.worker_states().get("proc") == "failed", timeout=30
+        )
+        assert "running" == daemon.worker_states()["other"]
+        stopped = [e for e in daemon.events("printery.child_stopped") if e["worker"] == "proc"]
+        assert stopped
+        assert {("start", False)} == {(e["reason"], e["killed"]) for e in stopped}
+        assert "can't open file" in stopped[0]["detail"]
+        crashed = [e for e in daemon.events("printery.worker_crashed") if e["worker"] == "proc"]
+        assert any("can't open file" in e["error"] for e in crashed)
+    assert 0 == client.exists(f"{prefix}:proc:in:dead")
+    assert all(n == 0 for n in _deliveries(client, f"{prefix}:proc:in").values())
+    for event in events:
+        assert b"failed" != client.hget(f"{prefix}:task:{event['id']}", "status")
