@@ -24,6 +24,16 @@ messages pays the machine's wake-up cost on every round trip, so the run
 first prints what a round trip costs here, back to back and after idling.
 
     python bench/pipeline_latency.py [--rate 1000] [--seconds 10] [--mode all|one|four]
+        [--redis-stats] [--gc-stats]
+
+``--redis-stats`` adds each process's system CPU, how often it slept and
+woke (voluntary context switches), and the Redis commands a deployment cost
+(``INFO commandstats``, calls per deployment). ``--gc-stats`` adds what the
+garbage collector did in each printery process once its workers ran (after
+the daemon's ``gc.freeze()``): collections per generation, their CPU, the
+longest, and the objects it freed (cyclic garbage: what reference counting
+could not free), until the process exits, through a ``sitecustomize`` the benchmark puts on the
+daemons' ``PYTHONPATH``.
 """
 
 from __future__ import annotations
@@ -148,6 +158,60 @@ def serve_relay(url: str, streams: Sequence[str], health_url: str, hook: str) ->
     asyncio.run(main())
 
 
+# -- the collector's account (in each printery process, with --gc-stats) -------------------
+
+GC_PROBE = """
+import atexit, gc, json, os, time
+
+_path = os.environ.get("BENCH_GC_STATS")
+_on = [False]
+_start = [0.0]
+_runs = {0: [], 1: [], 2: []}
+_freed = [0]
+
+
+def _probe(phase, info):
+    if phase == "start":
+        _start[0] = time.thread_time()
+    elif _on[0]:
+        _runs[info["generation"]].append(time.thread_time() - _start[0])
+        _freed[0] += info["collected"]
+
+
+def _freeze(_original=gc.freeze):
+    _original()
+    _on[0] = True  # from here on: the workers run
+
+
+def _write():
+    with open(_path, "w") as out:
+        json.dump({"runs": _runs, "freed": _freed[0]}, out)
+
+
+if _path:
+    gc.callbacks.append(_probe)
+    gc.freeze = _freeze
+    atexit.register(_write)
+"""
+
+
+def gc_account(path: Path, count: int) -> str:
+    """One printery process's collector, as the probe wrote it at exit."""
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return "no account (did the process exit cleanly?)"
+    runs = {int(k): v for k, v in found["runs"].items()}
+    spent = sum(sum(v) for v in runs.values())
+    gens = ", ".join(
+        f"gen{g} {len(v)} (longest {max(v, default=0) * 1000:.1f} ms)" for g, v in runs.items()
+    )
+    return (
+        f"{spent / count * 1e6:.0f} µs CPU per deployment; {gens}; "
+        f"{found['freed'] / count:.0f} objects freed per deployment"
+    )
+
+
 # -- the publisher (this process) -----------------------------------------------------------
 
 
@@ -244,12 +308,46 @@ async def report(
 
 def cpu_seconds(proc: subprocess.Popen[bytes] | int) -> float:
     """User + system CPU a live process has used so far (Linux /proc), 0 elsewhere."""
+    return sum(cpu_split(proc))
+
+
+def cpu_split(proc: subprocess.Popen[bytes] | int) -> tuple[float, float]:
+    """User and system CPU a live process has used so far (Linux /proc), 0 elsewhere."""
     pid = proc if isinstance(proc, int) else proc.pid
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return 0.0, 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def wake_ups(proc: subprocess.Popen[bytes]) -> int:
+    """Times a live process has slept and woken so far (voluntary context switches)."""
+    try:
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+    except OSError:
+        return 0
+    for line in status.splitlines():
+        if line.startswith("voluntary_ctxt_switches:"):
+            return int(line.split()[1])
+    return 0
+
+
+_OURS = {"cmdstat_xlen", "cmdstat_config|resetstat", "cmdstat_info"}  # the bench's own
+
+
+async def redis_commands(url: str, count: int) -> str:
+    """``INFO commandstats`` since the last reset, as calls per deployment (most first)."""
+    client = aioredis.Redis.from_url(url)
+    stats = await client.info("commandstats")
+    await client.aclose()
+    top = sorted(stats.items(), key=lambda kv: -float(kv[1]["calls"]))
+    return ", ".join(
+        f"{name.removeprefix('cmdstat_')} {float(v['calls']) / count:.2f}"
+        for name, v in top
+        if name not in _OURS
+    )
 
 
 def launch(args: Sequence[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
@@ -272,7 +370,14 @@ async def wait_done(url: str, stream: str, count: int, limit_s: float) -> None:
 
 
 async def run(
-    url: str, label: str, rate: int, seconds: float, workers: Sequence[str] | None
+    url: str,
+    label: str,
+    rate: int,
+    seconds: float,
+    workers: Sequence[str] | None,
+    *,
+    redis_stats: bool = False,
+    gc_stats: bool = False,
 ) -> str:
     """One measured run: baseline relay when ``workers`` is None, else printery processes."""
     port = free_port()
@@ -280,6 +385,9 @@ async def run(
     prefix = f"r{port}"
     with tempfile.TemporaryDirectory() as tmp:
         out = str(Path(tmp) / "received.json")
+        probe = Path(tmp) / "probe"
+        probe.mkdir()
+        (probe / "sitecustomize.py").write_text(GC_PROBE)
         receiver = launch([__file__, "--serve-receiver", str(port), out])
         await anyio.to_thread.run_sync(wait_http, health_url, 30, receiver)
         procs: list[subprocess.Popen[bytes]] = []
@@ -302,7 +410,8 @@ async def run(
                     "HTTP_HOST": "127.0.0.1",
                     "HTTP_PORT": str(http_port),
                     "LOG_LEVEL": "error",
-                    "PYTHONPATH": str(ROOT),
+                    "PYTHONPATH": f"{probe}{os.pathsep}{ROOT}" if gc_stats else str(ROOT),
+                    "BENCH_GC_STATS": str(Path(tmp) / f"gc-{i}.json") if gc_stats else "",
                     "HEALTH_CHECK_ALLOWED_HOSTS": "127.0.0.1",
                     "NOTIFY_WEBHOOK_URLS": hook,
                     "WORKER_MODE": worker,
@@ -312,9 +421,10 @@ async def run(
                 await anyio.to_thread.run_sync(
                     wait_http, f"http://127.0.0.1:{http_port}/ready", 60, procs[-1]
                 )
-                if worker in PROFILE.split(","):
-                    # BENCH_PROFILE=<worker>: sample that process with py-spy (pip install py-spy)
-                    name = "all" if "," in worker else worker
+                name = "all" if "," in worker else worker
+                if name in PROFILE.split(","):
+                    # BENCH_PROFILE=<worker> (or all: the one process of all four): sample
+                    # that process with py-spy (pip install py-spy)
                     profilers.append(
                         subprocess.Popen(
                             [
@@ -335,12 +445,25 @@ async def run(
                 keys.delivered,
             ]
         try:
-            before = [cpu_seconds(p) for p in [receiver, *procs]]
+            before = [cpu_split(p) for p in [receiver, *procs]]
+            woke = [wake_ups(p) for p in [receiver, *procs]]
+            if redis_stats:
+                stats = aioredis.Redis.from_url(url)
+                await stats.config_resetstat()
+                await stats.aclose()
             sent = await publish(
                 url, first, prefix, rate=rate, seconds=seconds, health_url=health_url
             )
             await wait_done(url, chain[-1], len(sent), 60)
-            used = [cpu_seconds(p) - b for p, b in zip([receiver, *procs], before, strict=True)]
+            split = [
+                (user - u0, system - s0)
+                for (u0, s0), (user, system) in zip(
+                    before, [cpu_split(p) for p in [receiver, *procs]], strict=True
+                )
+            ]
+            used = [user + system for user, system in split]
+            woke = [wake_ups(p) - w for p, w in zip([receiver, *procs], woke, strict=True)]
+            commands = await redis_commands(url, rate * int(seconds)) if redis_stats else ""
         finally:
             for profiler in profilers:
                 profiler.wait()
@@ -352,22 +475,43 @@ async def run(
             f"{name} {spent / len(sent) * 1e6:.0f}" for name, spent in zip(names, used, strict=True)
         )
         lines = await report(label, url, chain, sent, received)
-        return f"{lines}\n      CPU µs per deployment: {cpu}"
+        lines = f"{lines}\n      CPU µs per deployment: {cpu}"
+        if redis_stats:
+            system = ", ".join(
+                f"{name} {s / len(sent) * 1e6:.0f}"
+                for name, (_, s) in zip(names, split, strict=True)
+            )
+            lines += f"\n      of which system: {system}"
+            wakes = ", ".join(
+                f"{name} {w / len(sent):.1f}" for name, w in zip(names, woke, strict=True)
+            )
+            lines += f"\n      wake-ups per deployment (voluntary context switches): {wakes}"
+            lines += f"\n      Redis commands per deployment: {commands}"
+        if gc_stats and workers is not None:
+            for i, name in enumerate(names[1:]):
+                account = gc_account(Path(tmp) / f"gc-{i}.json", len(sent))
+                lines += f"\n      collector, {name}: {account}"
+        return lines
 
 
-async def main(rate: int, seconds: float, mode: str) -> None:
+async def main(
+    rate: int, seconds: float, mode: str, redis_stats: bool = False, gc_stats: bool = False
+) -> None:
     print(f"pipeline latency, {rate} deployments/s for {seconds:g} s, {machine()}")
     with redis_server() as url:
         hot, idle = await round_trip_cpu(url)
+        stats = {"redis_stats": redis_stats, "gc_stats": gc_stats}
         print(
             f"  this machine: a redis-py round trip costs {hot:.0f} µs of CPU back to back, "
             f"{idle:.0f} µs after 20 ms idle"
         )
-        print(await run(url, "baseline 4-hop relay:", rate, seconds, None))
+        print(await run(url, "baseline 4-hop relay:", rate, seconds, None, **stats))
         if mode in ("all", "one"):
-            print(await run(url, "printery, 1 process:", rate, seconds, [",".join(WORKERS)]))
+            one = [",".join(WORKERS)]
+            print(await run(url, "printery, 1 process:", rate, seconds, one, **stats))
         if mode in ("all", "four"):
-            print(await run(url, "printery, 4 processes:", rate, seconds, WORKERS))
+            four = await run(url, "printery, 4 processes:", rate, seconds, WORKERS, **stats)
+            print(four)
 
 
 if __name__ == "__main__":
@@ -380,5 +524,15 @@ if __name__ == "__main__":
         parser.add_argument("--rate", type=int, default=1000)
         parser.add_argument("--seconds", type=float, default=10)
         parser.add_argument("--mode", choices=("all", "one", "four"), default="all")
+        parser.add_argument(
+            "--redis-stats",
+            action="store_true",
+            help="per run: each process's system CPU, and Redis commands per deployment",
+        )
+        parser.add_argument(
+            "--gc-stats",
+            action="store_true",
+            help="per printery process: what the garbage collector did once the workers ran",
+        )
         args: Any = parser.parse_args()
-        anyio.run(main, args.rate, args.seconds, args.mode)
+        anyio.run(main, args.rate, args.seconds, args.mode, args.redis_stats, args.gc_stats)
