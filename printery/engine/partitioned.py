@@ -21,14 +21,16 @@ The worker's concurrency is shared, not split: every partition runs
 ``concurrency`` handler tasks, and :class:`Turns` lets at most
 ``concurrency`` of them (over all partitions) run a handler at once, as in
 standalone mode. A handler keeps its turn from one message of its
-partition to the next while that partition has read messages waiting, for
-up to ``TURN_S`` when another partition waits: messages of one partition
-are handled in runs, so its committer finds a run's results together and
-commits them in one script call. Split handlers (one per partition, each
-with its own committer) interleaved message by message, and each commit
-carried a few results; a commit's cost is mostly per call, not per message.
-A handler waiting for its turn beats (it is not hung), and the drain hands
-its message back uncounted.
+partition to the next while that partition has read messages waiting; when
+another partition waits, for ``TURN_BATCHES`` x ``BATCH_SIZE`` messages (what
+a consumer reads ahead) or ``TURN_S``, whichever comes first. So one
+partition's messages are handled in runs, and its committer finds a run's
+results together and commits them in a few script calls. (Split handlers,
+one per partition, interleaved message by message, and each commit carried
+a handful of results: a commit costs mostly per call, not per message.) A
+turn counted in messages keeps its length when the machine is busy; the
+time bound serves slow handlers. A handler waiting for its turn beats (it
+is not hung), and the drain hands its message back uncounted.
 
 A worker is degraded while any of its partitions is (their consumers report
 it), and running again once every one has reconnected.
@@ -60,20 +62,24 @@ __all__ = ["PARTITION_KEYS", "TURN_S", "PartitionView", "Turns", "run_partitions
 PARTITION_KEYS: ContextVar[Keys | None] = ContextVar("printery_partition_keys", default=None)
 """The keys of the partition the current task's consumer reads; None outside cluster mode."""
 
-TURN_S = 0.02
-"""How long a handler keeps its turn over its partition's messages while another partition waits."""
+TURN_BATCHES = 2
+"""A turn's length in messages, in read batches (``BATCH_SIZE``), while another partition waits."""
+
+TURN_S = 0.1
+"""The longest a handler keeps its turn over its partition's messages while another waits."""
 
 
 class _Seat:
     """One handler task's place at the turns: whether it holds one, since when, and how it is."""
 
-    __slots__ = ("busy", "holds", "over", "since")
+    __slots__ = ("busy", "handled", "holds", "over", "since")
 
     def __init__(self) -> None:
         self.holds = False
         self.busy = False  # in a handler now (not between two messages)
         self.over = False  # the turn is over: give it back when the handler returns
         self.since = 0.0
+        self.handled = 0  # messages handled in this turn
 
 
 _SEAT: ContextVar[_Seat | None] = ContextVar("printery_turn_seat", default=None)
@@ -85,14 +91,18 @@ class Turns:
     A handler task takes a turn before its handler runs and keeps it between
     messages while its partition has more read; it gives it back when the
     partition has none waiting, when the drain starts, or when the turn is
-    over. A referee (:meth:`referee`, a task of its own) ends the turns that
-    lasted ``turn_s`` while others wait: a busy one at its handler's return,
-    one kept between messages at once (its task may have nothing left to
-    handle). Waiters are served first come, first served.
+    over: ``turn_messages`` handled, or ``turn_s`` gone, while others wait.
+    A referee (:meth:`referee`, a task of its own) ends the turns that lasted
+    ``turn_s``: a busy one at its handler's return, one kept between messages
+    at once (its task may have nothing left to handle). Waiters are served
+    first come, first served.
     """
 
-    def __init__(self, concurrency: int, turn_s: float, stopping: anyio.Event) -> None:
+    def __init__(
+        self, concurrency: int, turn_messages: int, turn_s: float, stopping: anyio.Event
+    ) -> None:
         self.free = concurrency
+        self.turn_messages = turn_messages
         self.turn_s = turn_s
         self.stopping = stopping
         self.holders: set[_Seat] = set()
@@ -141,6 +151,7 @@ class Turns:
     def _seated(self, seat: _Seat) -> None:
         seat.holds = True
         seat.over = False
+        seat.handled = 0
         seat.since = anyio.current_time()
         self.holders.add(seat)
 
@@ -208,7 +219,13 @@ class PartitionView:
         kept = False
         try:
             result = await self._worker.handle(message)
-            kept = not seat.over and not turns.stopping.is_set() and self._waiting()
+            seat.handled += 1
+            kept = (
+                not seat.over
+                and not turns.stopping.is_set()
+                and self._waiting()
+                and (seat.handled < turns.turn_messages or not turns.waiting)
+            )
         finally:
             seat.busy = False
             if not kept:
@@ -247,6 +264,7 @@ async def run_partitions(
     *,
     task_status: TaskStatus[None],
     turn_s: float = TURN_S,
+    turn_messages: int | None = None,
 ) -> None:
     """Run one consumer per partition until the drain; started once every one has started.
 
@@ -257,7 +275,12 @@ async def run_partitions(
     announced = 0
     settled = 0
     all_settled = anyio.Event()
-    turns = Turns(max(1, worker.concurrency), turn_s, ctx.stopping)
+    turns = Turns(
+        max(1, worker.concurrency),
+        turn_messages or TURN_BATCHES * deps.settings.batch_size,
+        turn_s,
+        ctx.stopping,
+    )
     state = _Degraded(ctx)
     ctx.on_state = state.on_state
 
