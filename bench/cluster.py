@@ -7,7 +7,9 @@ to), then runs the real validator (concurrency 1) until it has handled them
 all. Target: cluster at least 0.7 x standalone. Each run also gives the
 bench process's CPU per message (the validator runs in it; the servers do
 not), steadier than msg/s on a shared machine, and the messages per commit
-script call (``INFO commandstats``: calls of EVALSHA). Then, with the
+script call (``INFO commandstats``: calls of EVALSHA); the summary's CPU
+ratio is standalone's CPU per message over the cluster's, read like the
+throughput ratio (below 1: the cluster costs more). Then, with the
 validator idle, it counts on each primary the connections the daemon's
 client holds and how many of them sit in a blocking XREADGROUP
 (``CLIENT LIST``).
