@@ -57,7 +57,7 @@ from printery.redis.writes import Write
 if TYPE_CHECKING:
     from printery.context import WorkerContext, WorkerDeps
 
-__all__ = ["PARTITION_KEYS", "TURN_S", "PartitionView", "Turns", "run_partitions"]
+__all__ = ["PARTITION_KEYS", "TURN_BATCHES", "TURN_S", "PartitionView", "Turns", "run_partitions"]
 
 PARTITION_KEYS: ContextVar[Keys | None] = ContextVar("printery_partition_keys", default=None)
 """The keys of the partition the current task's consumer reads; None outside cluster mode."""
@@ -263,8 +263,6 @@ async def run_partitions(
     consumers: list[StreamConsumer],
     *,
     task_status: TaskStatus[None],
-    turn_s: float = TURN_S,
-    turn_messages: int | None = None,
 ) -> None:
     """Run one consumer per partition until the drain; started once every one has started.
 
@@ -277,8 +275,8 @@ async def run_partitions(
     all_settled = anyio.Event()
     turns = Turns(
         max(1, worker.concurrency),
-        turn_messages or TURN_BATCHES * deps.settings.batch_size,
-        turn_s,
+        TURN_BATCHES * deps.settings.batch_size,
+        TURN_S,
         ctx.stopping,
     )
     state = _Degraded(ctx)
