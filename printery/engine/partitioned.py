@@ -17,20 +17,22 @@ in :data:`PARTITION_KEYS`; the handler tasks it spawns inherit it, so a
 worker's ``self.keys`` (printery.worker) names its partition's keys, and
 everything one message writes shares the input's hash tag.
 
-The worker's concurrency is shared, not split: every partition runs
-``concurrency`` handler tasks, and :class:`Turns` lets at most
-``concurrency`` of them (over all partitions) run a handler at once, as in
-standalone mode. A handler keeps its turn from one message of its
-partition to the next while that partition has read messages waiting; when
-another partition waits, for ``TURN_BATCHES`` x ``BATCH_SIZE`` messages (what
-a consumer reads ahead) or ``TURN_S``, whichever comes first. So one
-partition's messages are handled in runs, and its committer finds a run's
-results together and commits them in a few script calls. (Split handlers,
-one per partition, interleaved message by message, and each commit carried
-a handful of results: a commit costs mostly per call, not per message.) A
-turn counted in messages keeps its length when the machine is busy; the
-time bound serves slow handlers. A handler waiting for its turn beats (it
-is not hung), and the drain hands its message back uncounted.
+The worker's concurrency is the worker's over all its partitions: each
+partition runs ``ceil(concurrency / partitions)`` handler tasks (1000 watch
+slots over 12 partitions are 84 tasks each, not 12,000 to start), and
+:class:`Turns` lets at most ``concurrency`` of them run a handler at once, as
+in standalone mode (a worker of concurrency 1 runs one handler, not 12). A
+handler keeps its turn from one message of its partition to the next while
+that partition has read messages waiting; when another partition waits, for
+``TURN_BATCHES`` x ``BATCH_SIZE`` messages (what a consumer reads ahead) or
+``TURN_S``, whichever comes first. So one partition's messages are handled
+in runs, and its committer finds a run's results together and commits them
+in a few script calls. (Handlers without turns, one per partition,
+interleaved message by message, and each commit carried a handful of
+results: a commit costs mostly per call, not per message.) A turn counted in
+messages keeps its length when the machine is busy; the time bound serves
+slow handlers. A handler waiting for its turn beats (it is not hung), and
+the drain hands its message back uncounted.
 
 A worker is degraded while any of its partitions is (their consumers report
 it), and running again once every one has reconnected.
@@ -39,6 +41,7 @@ it), and running again once every one has reconnected.
 from __future__ import annotations
 
 import collections
+import math
 from collections.abc import Sequence
 from contextvars import ContextVar
 from typing import TYPE_CHECKING
@@ -186,7 +189,7 @@ class Turns:
 class PartitionView:
     """A worker as one partition's consumer sees it: its stream, its turns at the handlers."""
 
-    def __init__(self, worker: Handled, keys: Keys, turns: Turns) -> None:
+    def __init__(self, worker: Handled, keys: Keys, partitions: int, turns: Turns) -> None:
         token = PARTITION_KEYS.set(keys)
         try:
             self.stream = worker.stream  # the worker names its stream from self.keys
@@ -196,8 +199,8 @@ class PartitionView:
         self.name = worker.name
         self.group = worker.group
         self.hang_timeout = worker.hang_timeout
-        self.concurrency = worker.concurrency
-        self.max_in_flight = worker.max_in_flight
+        self.concurrency = max(1, math.ceil(worker.concurrency / partitions))
+        self.max_in_flight = self.concurrency + (worker.max_in_flight - worker.concurrency)
         self.consumer: StreamConsumer | None = None
         self._worker = worker
         self._turns = turns
@@ -301,7 +304,7 @@ async def run_partitions(
     async def one(keys: Keys) -> None:
         PARTITION_KEYS.set(keys)  # this task's context: its handler tasks inherit it
         status = _Status()
-        view = PartitionView(worker, keys, turns)
+        view = PartitionView(worker, keys, len(partitions), turns)
         consumer = StreamConsumer(view, deps, ctx)
         view.consumer = consumer
         consumers.append(consumer)
