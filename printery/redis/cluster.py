@@ -17,6 +17,12 @@ surfaces (CLUSTERDOWN during a failover, a node gone) is translated by
 :func:`printery.redis.adapter.translated` into RedisUnavailable: degraded,
 not a crash.
 
+redis-py finds the keys of a command whose keys move (XREADGROUP, XREAD:
+after ``STREAMS``) by asking the seed node (``COMMAND GETKEYS``) before every
+call: a second round trip per read, and a connection to the seed node per
+read in flight. :class:`StreamKeys` reads those keys from the arguments
+instead, and leaves every other command to redis-py.
+
 An installation's partition count is part of its key names: two daemons
 that disagree would read and write different streams. The first process to
 start records it (``SET NX`` on ``<prefix>:{meta}:partitions``); any later
@@ -29,6 +35,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 import redis.exceptions as rex
+from redis._parsers.commands import AsyncCommandsParser
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
@@ -38,13 +45,66 @@ from printery.redis.keys import Keys, Partitions
 from printery.settings import Settings
 
 __all__ = [
+    "StreamKeys",
     "check_partitions",
     "check_server_mode",
     "connect_cluster",
     "open_adapter",
     "partitions_of",
     "start_adapter",
+    "stream_read_keys",
 ]
+
+
+# The options of XREADGROUP (after GROUP <group> <consumer>) and of XREAD before
+# STREAMS, with how many values each takes. Another option: redis-py asks the server.
+_READ_OPTIONS = {
+    b"COUNT": 1,
+    b"BLOCK": 1,
+    b"NOACK": 0,
+    b"MAXCOUNT": 1,
+    b"MAXSIZE": 1,
+    b"CLAIM": 1,
+}
+_READS = {b"XREADGROUP": 3, b"XREAD": 0}  # arguments before the options
+
+
+def _word(arg: Any) -> bytes | None:
+    if isinstance(arg, bytes):
+        return arg.upper()
+    if isinstance(arg, str):
+        return arg.encode().upper()
+    return None
+
+
+def stream_read_keys(command: Any, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """The stream keys of an XREADGROUP or XREAD, or None when it is neither (or unusual)."""
+    skip = _READS.get(_word(command) or b"")
+    if skip is None:
+        return None
+    at = skip
+    while at < len(args):
+        word = _word(args[at])
+        if word == b"STREAMS":
+            rest = args[at + 1 :]
+            if not rest or len(rest) % 2:
+                return None
+            return tuple(rest[: len(rest) // 2])
+        if word not in _READ_OPTIONS:
+            return None
+        at += 1 + _READ_OPTIONS[word]
+    return None
+
+
+class StreamKeys(AsyncCommandsParser):
+    """redis-py's command parser, but the keys of a stream read are read from its arguments."""
+
+    async def get_keys(self, *args: Any) -> Any:
+        if args:
+            keys = stream_read_keys(args[0], args[1:])
+            if keys is not None:
+                return keys
+        return await super().get_keys(*args)
 
 
 def connect_cluster(
@@ -56,7 +116,7 @@ def connect_cluster(
     slot map first, which is how a failover is followed; the commit script is
     safe to send twice. The seed URL's node is only where discovery starts.
     """
-    return aioredis.RedisCluster.from_url(
+    client = aioredis.RedisCluster.from_url(
         url,
         decode_responses=False,
         socket_timeout=socket_timeout,
@@ -68,6 +128,8 @@ def connect_cluster(
         # worker on that node; far below this, but a cap names the failure.
         max_connections=1000,
     )
+    client.commands_parser = StreamKeys()  # initialised with the slot map
+    return client
 
 
 def open_adapter(settings: Settings, *, client_name: str) -> StreamAdapter:

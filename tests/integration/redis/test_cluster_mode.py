@@ -163,3 +163,28 @@ async def test_reaper_spares_live_heartbeats_and_pending_on_a_cluster(
         gone,
         sorted(c.name for c in info.groups[0].consumers),
     )
+
+
+async def test_stream_reads_go_to_their_node_without_asking_the_seed_for_keys(
+    redis_cluster: RedisCluster, cluster_adapter: StreamAdapter, prefix: str
+) -> None:
+    """XREADGROUP and XREAD in every partition: the entries come back, no COMMAND GETKEYS sent.
+
+    redis-py would ask the seed node for the keys of each (a round trip and a
+    connection per read); the client reads them from the arguments.
+    """
+    for node in redis_cluster.primaries:
+        with node.client() as client:
+            client.config_resetstat()
+    for tag in partition_tags(12):
+        keys = Keys(prefix).partition(tag)
+        await cluster_adapter.ensure_group(keys.started, "g")
+        added = await cluster_adapter.add(keys.started, {"n": tag})
+        [entry] = await cluster_adapter.read(keys.started, "g", "c1", count=10, block_ms=10)
+        assert added == entry.id
+        reply = await cluster_adapter.client.xread({keys.started: "0-0"}, count=1)
+        assert [added] == [i.decode() for i, _ in reply[0][1]]
+    for node in redis_cluster.primaries:
+        with node.client() as client:
+            stats = client.info("commandstats")
+        assert "cmdstat_command|getkeys" not in stats
