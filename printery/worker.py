@@ -81,6 +81,10 @@ class StreamWorker(abc.ABC):
     name: ClassVar[str]
     depends_on: tuple[str, ...] = ()
     default_concurrency: ClassVar[int] = 1
+    # Whether a message whose result is with the committer frees its handler for the next
+    # read at once (a worker whose handlers are scarce child processes); otherwise a
+    # message counts against max_in_flight until its ack is written.
+    reads_past_commits: ClassVar[bool] = False
 
     def __init__(self, deps: WorkerDeps) -> None:
         self.deps = deps

@@ -87,7 +87,7 @@ class StreamConsumer(Handling, Committing, Maintaining):
             settings.retry_backoff_max_ms / 1000,
         )
         self.limit = worker.max_in_flight
-        self._reads_past_commits = bool(getattr(worker, "reads_past_commits", False))
+        self._reads_past_commits = worker.reads_past_commits
         self._committing: set[str] = set()
         self.held: dict[str, Entry] = {}
         self.started: set[str] = set()

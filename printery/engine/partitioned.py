@@ -199,6 +199,7 @@ class PartitionView:
         self.name = worker.name
         self.group = worker.group
         self.hang_timeout = worker.hang_timeout
+        self.reads_past_commits = worker.reads_past_commits
         self.concurrency = max(1, math.ceil(worker.concurrency / partitions))
         self.max_in_flight = self.concurrency + (worker.max_in_flight - worker.concurrency)
         self.consumer: StreamConsumer | None = None
