@@ -6,6 +6,7 @@ value spoils only its own message, never the batch it came in.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 import uuid
@@ -148,6 +149,32 @@ class Event:
         for key, value in self.extensions.items():
             fields.setdefault(key, value)
         return fields
+
+    def to_args(self) -> tuple[str, ...]:
+        """:meth:`to_fields` flat, ``(name, value, ...)``: XADD's arguments, made in one step."""
+        if self.extensions:
+            return tuple(itertools.chain.from_iterable(self.to_fields().items()))
+        args = (
+            "specversion",
+            SPECVERSION,
+            "id",
+            self.id,
+            "source",
+            self.source,
+            "type",
+            self.type,
+            "time",
+            self.time,
+            "subject",
+            self.subject,
+            "datacontenttype",
+            "application/json",
+            "data",
+            self.data,
+        )
+        if self.traceparent:
+            return (*args, "traceparent", self.traceparent)
+        return args
 
     def to_structured(self) -> dict[str, Any]:
         """Structured-mode JSON (webhook bodies): ``data`` embedded as an object."""

@@ -45,6 +45,7 @@ __all__ = [
 LOG_CAP = 100
 DEFAULT_TTL_S = 7 * 86400
 _MESSAGE_CHARS = 2000
+_LOG_CAP_TEXT = str(LOG_CAP)
 
 
 def timeline_writes(  # noqa: PLR0917 - the pipeline's agreed signature: a stage's record
@@ -69,16 +70,18 @@ def timeline_writes(  # noqa: PLR0917 - the pipeline's agreed signature: a stage
         return []
     at = at or now_rfc3339()
     fields: dict[str, str] = {"deployment_id": deployment_id, **(extra_fields or {})}
-    fields.update({"updated_at": at, f"{stage}_at": at})
+    fields["updated_at"] = fields[f"{stage}_at"] = at
     if record_status:
-        fields.update({"stage": stage, "status": status})
+        fields["stage"], fields["status"] = stage, status
     entry = {"at": at, "stage": stage, "status": status, "message": message[:_MESSAGE_CHARS]}
-    hash_key, log_key = keys.deployment(deployment_id), keys.deployment_log(deployment_id)
-    return [
+    hash_key = keys.deployment(deployment_id)
+    log_key = f"{hash_key}:log"  # keys.deployment_log, without building the hash key again
+    seconds = (str(ttl_s),)
+    return [  # what Write's constructors make, built directly: every one of them, every message
         Write.hset(hash_key, fields),
-        Write.capped_push(log_key, compact_json(entry), LOG_CAP),
-        Write.expire(hash_key, ttl_s),
-        Write.expire(log_key, ttl_s),
+        Write("RPUSH", log_key, (compact_json(entry), _LOG_CAP_TEXT)),
+        Write("EXPIRE", hash_key, seconds),
+        Write("EXPIRE", log_key, seconds),
     ]
 
 

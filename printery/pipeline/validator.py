@@ -174,7 +174,7 @@ class ValidatorWorker(StreamWorker):
             + (f"health check {check.url}" if check else "no health check")
         )
         return [
-            Write.xadd(self.keys.validated, out.to_fields()),
+            Write("XADD", self.keys.validated, out.to_args()),  # text only: no check needed
             *self._timeline(
                 deployment.deployment_id, "validated", summary, deployment_fields(deployment), at
             ),

@@ -130,11 +130,13 @@ def commit_payload(
     One argument instead of thousands: redis-py packs each argument in Python
     (7.7 ms for 5,500 of them). orjson writes the batch in C, each Write as an
     array (from a tuple: orjson takes six times longer over dataclasses),
-    handing back only bytes: text when they are UTF-8, else
-    an argument of their own, referenced by index. Text that is not valid
-    Unicode (a lone surrogate, from a JSON escape in someone's data), which no
-    JSON reader in Redis takes, travels the same way, as its surrogate-pass
-    bytes. A key that is not text goes as null: the script refuses its entry.
+    handing back only bytes: text when they are UTF-8. A batch holding bytes
+    that are not UTF-8, or text that is not valid Unicode (a lone surrogate,
+    from a JSON escape in someone's data), which no JSON reader in Redis
+    takes, is written the careful way, every argument looked at: those go as
+    arguments of their own, referenced by index, and a value that is not text
+    (a list, say) as null, so the script never takes one for a reference. A
+    key that is not text goes as null: the script refuses its entry.
     """
     index = _Index({stream: 1})
     binary: list[bytes] = []
@@ -156,9 +158,10 @@ def commit_payload(
             try:
                 payload = orjson.dumps(as_arrays, default=_encoder(binary))
             except orjson.JSONEncodeError:
-                binary.clear()
+                pass
             else:
-                return list(index), payload, binary  # type: ignore[arg-type]  # checked by _all_text
+                if not binary:
+                    return list(index), payload, binary  # type: ignore[arg-type]  # checked by _all_text
     return _careful_payload(stream, batch)
 
 

@@ -278,3 +278,12 @@ def test_derived_ids_are_the_uuid5_of_the_name(name: str) -> None:
     """Every stage derives its event ids the same way: RFC 4122 UUIDv5 in printery's namespace."""
     namespace = uuid.UUID("6f1c3c4e-9a51-4d52-8d0e-2b7c1f7a9d10")
     assert derived_id(name) == str(uuid.uuid5(namespace, name))
+
+
+@pytest.mark.parametrize("traceparent", [None, "00-" + "1" * 32 + "-" + "2" * 16 + "-01"])
+def test_an_events_xadd_arguments_are_its_fields_flat(traceparent: str | None) -> None:
+    """to_args() is to_fields() as name, value, ...: with or without traceparent and extensions."""
+    plain = Event("t", "s", '{"a":1}', traceparent=traceparent)
+    extended = Event("t", "s", extensions={"x": "1", "id": "not this one"})
+    for event in (plain, extended):
+        assert event.to_args() == tuple(x for kv in event.to_fields().items() for x in kv)

@@ -354,6 +354,19 @@ MALFORMED = [
     ("no pairs", Write("HSET", "k", ()), "HSET k: 0 arguments"),
     ("seconds", Write("EXPIRE", "k", ("soon",)), "EXPIRE k: argument 1 is not a whole number"),
     ("zero ttl", Write("SET_NX", "k", ("v", "0")), "SET_NX k: argument 2 is not a whole number"),
+    ("exponent", Write("EXPIRE", "k", ("1e3",)), "EXPIRE k: argument 1 is not a whole number"),
+    ("spaced", Write("RPUSH", "k", ("v", " 5")), "RPUSH k: argument 2 is not a whole number"),
+    ("overflow", Write("EXPIRE", "k", ("9" * 19,)), "EXPIRE k: argument 1 is not a whole number"),
+    (
+        "too many for unpack",
+        Write("XADD", "k", ("f", "v") * 4000),
+        "XADD k: 8000 arguments, more than a script can pass",
+    ),
+    (
+        "a list beside bytes",
+        Write("XADD", "k", ("a", b"\xff", "b", [3])),  # type: ignore[arg-type]
+        "XADD k: argument 4 is not text",
+    ),
     ("an object", Write("XADD", "k", ("a", object())), "XADD k: argument 2 is not text"),  # type: ignore[arg-type]
     (
         "an object beside a lone surrogate",
@@ -395,6 +408,40 @@ async def test_commit_refuses_a_malformed_write_before_the_ack(
     outputs: Any = await adapter.client.xrange(out)
     assert [ids[1]] == [f[b"in_id"].decode() for _, f in outputs]
     assert {ids[0]: "c1"} == await owners(adapter, stream)
+
+
+async def test_a_key_written_as_two_types_in_one_entry_is_refused_before_the_ack(
+    adapter: StreamAdapter, prefix: str
+) -> None:
+    """XADD and HSET to one new key in one entry would fail after the ack: refused first."""
+    stream, ids = await setup(adapter, prefix, 1)
+    await read(adapter, stream, "c1")
+    key = f"{prefix}:both"
+    writes = [Write.xadd(key, {"n": "1"}), Write.hset(key, {"f": "v"})]
+    [result] = await adapter.commit(stream, GROUP, [(ids[0], writes)])
+    assert result == f"{key} is written as a stream and as a hash"
+    assert {ids[0]: "c1"} == await owners(adapter, stream)
+    assert 0 == await adapter.client.exists(key)
+
+
+async def test_a_key_checked_earlier_in_the_batch_is_checked_again_for_another_type(
+    adapter: StreamAdapter, prefix: str
+) -> None:
+    """A key found fit for a hash by a refused entry, then made a stream, refuses the next hash."""
+    stream, ids = await setup(adapter, prefix, 3)
+    await read(adapter, stream, "c1")
+    key, out = f"{prefix}:shared", f"{prefix}:out"
+    batch = [
+        (ids[0], [Write.hset(key, {"f": "v"}), Write("EXPIRE", key, ("soon",))]),
+        (ids[1], [Write.xadd(key, {"n": "1"}), Write.xadd(out, {"n": "1"})]),
+        (ids[2], [Write.hset(key, {"f": "v"})]),
+    ]
+    first, second, third = await adapter.commit(stream, GROUP, batch)
+    assert isinstance(first, str)
+    assert second is True
+    assert third == f"{key} holds a stream, not a hash"
+    assert {ids[0]: "c1", ids[2]: "c1"} == await owners(adapter, stream)
+    assert 1 == await adapter.client.xlen(key)
 
 
 async def test_commit_writes_whole_numbers_as_their_digits(
