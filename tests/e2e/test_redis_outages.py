@@ -302,21 +302,18 @@ def small_redis(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 def _fill(client: redis.Redis, key: str) -> int:
-    """Append to ``key`` until Redis refuses with OOM, in ever smaller chunks; returns its size.
+    """Put Redis a megabyte past its memory limit; returns the filler's size.
 
-    A refused append frees its own query buffer, so after a refused 256 KB
-    chunk the memory sits up to that much under the limit: smaller chunks close
-    the gap, so that a small write is refused too.
+    ``key`` gets 2 MB, then ``maxmemory`` is set to what the server used
+    before it plus 1 MB. Filling up to the limit itself would leave the server within a
+    kilobyte of it, and whatever the daemons free meanwhile (an ack's pending
+    entry, an expired heartbeat, a shrunk query buffer) would let the next write
+    through: a megabyte past it, every write that may grow memory is refused
+    until the filler is deleted, which puts the server a megabyte under.
     """
-    for size in (256 * 1024, 16 * 1024, 1024):
-        chunk = b"x" * size
-        for _ in range(200):
-            try:
-                client.append(key, chunk)
-            except redis.exceptions.OutOfMemoryError:
-                break
-        else:
-            raise AssertionError(f"{200 * size} bytes appended without an OOM: is maxmemory set?")
+    used = int(client.info("memory")["used_memory"])
+    client.append(key, b"x" * (2 * 2**20))  # under the fixture's 8 MB: taken
+    client.config_set("maxmemory", used + 2**20)
     return int(client.strlen(key))
 
 

@@ -137,10 +137,10 @@ class FakePool:
         self.verdict = verdict
 
     async def request(
-        self, task: object, *, on_message: Callable[[dict[str, Any]], Awaitable[None]]
+        self, task: object, *, on_message: Callable[[list[dict[str, Any]]], Awaitable[None]]
     ) -> ChildResult:
-        await on_message({"op": "progress", "percent": 50, "step": "half"})
-        await on_message({"op": "log", "level": "info", "message": "working"})
+        await on_message([{"op": "progress", "percent": 50, "step": "half"}])
+        await on_message([{"op": "log", "level": "info", "message": "working"}])
         return self.verdict
 
 
