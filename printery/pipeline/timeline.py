@@ -45,7 +45,6 @@ __all__ = [
 LOG_CAP = 100
 DEFAULT_TTL_S = 7 * 86400
 _MESSAGE_CHARS = 2000
-_LOG_CAP_TEXT = str(LOG_CAP)
 
 
 def timeline_writes(  # noqa: PLR0917 - the pipeline's agreed signature: a stage's record
@@ -74,14 +73,12 @@ def timeline_writes(  # noqa: PLR0917 - the pipeline's agreed signature: a stage
     if record_status:
         fields["stage"], fields["status"] = stage, status
     entry = {"at": at, "stage": stage, "status": status, "message": message[:_MESSAGE_CHARS]}
-    hash_key = keys.deployment(deployment_id)
-    log_key = f"{hash_key}:log"  # keys.deployment_log, without building the hash key again
-    seconds = (str(ttl_s),)
-    return [  # what Write's constructors make, built directly: every one of them, every message
+    hash_key, log_key = keys.deployment(deployment_id), keys.deployment_log(deployment_id)
+    return [
         Write.hset(hash_key, fields),
-        Write("RPUSH", log_key, (compact_json(entry), _LOG_CAP_TEXT)),
-        Write("EXPIRE", hash_key, seconds),
-        Write("EXPIRE", log_key, seconds),
+        Write.capped_push(log_key, compact_json(entry), LOG_CAP),
+        Write.expire(hash_key, ttl_s),
+        Write.expire(log_key, ttl_s),
     ]
 
 

@@ -24,6 +24,11 @@ a timer per message that kills the child and wakes its handler. A child that exi
 uncounted) and the pool raises :class:`ChildStartFailed`, which the
 supervisor counts as a crash. ``close`` sends ``shutdown`` to every child,
 closes its stdin, and kills the group of any still running at the deadline.
+
+One module, past 400 lines: spawning, the handshake, the exchange, the
+heartbeat and the recycling all act on the same children and the same idle
+queue under one set of invariants (a child is idle, busy or gone, never two);
+split, each part would reach into the others' state.
 """
 
 from __future__ import annotations
