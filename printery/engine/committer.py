@@ -9,13 +9,14 @@ a second round, so no ack ever stands without its outputs.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
 
 import anyio
 import anyio.lowlevel
 
-from printery.engine.state import Commit, ConsumerState
+from printery.engine.state import COMMIT_BATCH, Commit, ConsumerState
 from printery.envelope import now_rfc3339
 from printery.errors import RedisUnavailable
 from printery.lifecycle import HandlerRaised, MessageHandled, Outcome
@@ -25,7 +26,6 @@ from printery.redis.writes import Write
 
 __all__ = ["Committing"]
 
-_COMMIT_BATCH = 256
 _COMMIT_LINGER_S = 0.002  # longest a result waits for others to share its round trip
 
 
@@ -61,22 +61,23 @@ class Committing(ConsumerState):
         Waits for them, never polls: a handler waiting on I/O (a webhook, a health
         endpoint) may take the whole linger, and polling meanwhile burns the CPU.
         """
-        while len(batch) < _COMMIT_BATCH:
+        while len(batch) < COMMIT_BATCH:
             try:
                 batch.append(self._commit_recv.receive_nowait())
                 continue
             except anyio.WouldBlock:
-                if not self._buffer_send.statistics().current_buffer_used:
-                    return  # nothing read is left to wait for: commit now
+                pass
             except anyio.EndOfStream:
                 return
+            if not self._reads_waiting() or anyio.current_time() >= linger_until:
+                return  # nothing read is left to wait for, or lingered long enough
+            # Asleep until the linger ends or a handler says the batch should go now
+            # (_nudge_committer): a result that comes in meanwhile joins the buffer
+            # without waking this task, one wake-up a batch rather than one a result.
+            self._commit_due = due = asyncio.Event()
             with anyio.move_on_at(linger_until):
-                try:
-                    batch.append(await self._commit_recv.receive())
-                except anyio.EndOfStream:
-                    return
-                continue
-            return  # lingered long enough
+                await due.wait()
+            self._commit_due = None
 
     async def _commit_batch(self, batch: list[Commit]) -> list[Commit]:
         """Commit, finish what went through; return the dead letters still to commit."""

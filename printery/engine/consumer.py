@@ -27,6 +27,7 @@ deadline cancels whatever is still running; those messages stay pending.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import math
@@ -89,6 +90,7 @@ class StreamConsumer(Handling, Committing, Maintaining):
         self.limit = worker.max_in_flight
         self._reads_past_commits = worker.reads_past_commits
         self._committing: set[str] = set()
+        self._commit_due: asyncio.Event | None = None
         self.held: dict[str, Entry] = {}
         self.started: set[str] = set()
         self.running: dict[str, float] = {}  # message id -> last progress of its handler
@@ -178,18 +180,7 @@ class StreamConsumer(Handling, Committing, Maintaining):
     async def _read_loop(self, task_status: TaskStatus[None]) -> None:
         announced = False
         while not self.ctx.stopping.is_set():
-            free = self.limit - len(self.held)
-            if self._committing:  # results with the committer hold no handler
-                self._committing.intersection_update(self.held)
-                free += len(self._committing)
-            # Read full batches: wait for room for one, unless nothing is held at all, or
-            # every held message has started (the handlers would idle while a commit
-            # frees room): then read what fits.
-            if (
-                free < min(self.batch_size, self.limit)
-                and self.held
-                and (free <= 0 or len(self.started) < len(self.held))
-            ):
+            if self._must_wait():
                 # Waiting for room is alive: beat every half hang timeout meanwhile, so
                 # only a loop that has stopped looks hung (handlers have the watchdog).
                 self._space = anyio.Event()
@@ -197,6 +188,7 @@ class StreamConsumer(Handling, Committing, Maintaining):
                     await self._space.wait()
                 self.progress()
                 continue
+            free = self._free()
             if not announced:
                 task_status.started()
                 announced = True

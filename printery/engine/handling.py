@@ -34,12 +34,6 @@ _SLICE_S = 0.001  # longest a handler task takes buffered messages without yield
 class Handling(ConsumerState):
     """The handling part of a consumer run."""
 
-    # A worker whose handlers are scarce (a child process each) reads for a handler
-    # as soon as it has handed its result to the committer: ``_committing`` holds
-    # those results' ids, which the read loop does not count against its limit.
-    _reads_past_commits: bool
-    _committing: set[str]
-
     async def _handler_loop(
         self, buffer: MemoryObjectReceiveStream[Entry], commits: MemoryObjectSendStream[Commit]
     ) -> None:
@@ -92,7 +86,7 @@ class Handling(ConsumerState):
                 continue  # draining: nothing new starts; it is handed back instead
             self.started.add(entry.id)
             if len(self.started) >= len(self.held):
-                self._space.set()  # the last one buffered: the read loop may read now
+                self._wake_reader()  # the last one buffered: the read loop may read now
             self.running[entry.id] = self.ctx.clock()
             if not self._watch.is_set():
                 self._watch.set()
@@ -214,9 +208,11 @@ class Handling(ConsumerState):
         self._handed_to_committer(entry.id)
 
     def _handed_to_committer(self, entry_id: str) -> None:
+        self._nudge_committer()
         if self._reads_past_commits:
-            self._committing.add(entry_id)
-            self._space.set()  # a handler is free: the read loop may read for it now
+            if entry_id in self.held:  # not released meanwhile (claimed by another)
+                self._committing.add(entry_id)
+            self._wake_reader()  # a handler is free: the read loop may read for it now
 
     def _retry(
         self,

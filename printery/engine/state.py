@@ -8,6 +8,7 @@ hot path (a message crosses every part once).
 from __future__ import annotations
 
 import abc
+import asyncio
 import contextvars
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -26,7 +27,9 @@ from printery.redis.writes import Write
 if TYPE_CHECKING:
     from printery.context import WorkerContext
 
-__all__ = ["HANDLING", "Commit", "ConsumerState", "Handled", "handler_progress"]
+__all__ = ["COMMIT_BATCH", "HANDLING", "Commit", "ConsumerState", "Handled", "handler_progress"]
+
+COMMIT_BATCH = 256  # results per commit script call, at most
 
 T = TypeVar("T")
 
@@ -110,7 +113,14 @@ class ConsumerState(abc.ABC):
     _late_hand_back: list[str]
     _backing_off: set[str]  # failed, waiting for redelivery: their delivery is spent
     _interrupted: list[str]
-    _space: anyio.Event
+    _space: anyio.Event  # set when the read loop may read (see _wake_reader)
+    # A worker whose handlers are scarce (a child process each) reads for a handler
+    # as soon as it has handed its result to the committer: ``_committing`` holds
+    # those results' ids (always a subset of ``held``), which the read loop does not
+    # count against its limit.
+    _reads_past_commits: bool
+    _committing: set[str]
+    _commit_due: asyncio.Event | None  # set while the committer lingers for more results
     _buffer_send: MemoryObjectSendStream[Entry]
     _buffer_recv: MemoryObjectReceiveStream[Entry]
     _commit_send: MemoryObjectSendStream[Commit]
@@ -146,4 +156,44 @@ class ConsumerState(abc.ABC):
         self.held.pop(entry_id, None)
         self.started.discard(entry_id)
         self._backing_off.discard(entry_id)
-        self._space.set()
+        self._committing.discard(entry_id)
+        self._wake_reader()
+
+    def _free(self) -> int:
+        """How many more messages the read loop may take now."""
+        return self.limit - len(self.held) + len(self._committing)
+
+    def _must_wait(self) -> bool:
+        """Whether the read loop waits for room: it reads full batches.
+
+        It waits for room for one, unless nothing is held at all, or every held
+        message has started (the handlers would idle while a commit frees room):
+        then it reads what fits.
+        """
+        free = self._free()
+        return (
+            free < min(self.batch_size, self.limit)
+            and bool(self.held)
+            and (free <= 0 or len(self.started) < len(self.held))
+        )
+
+    def _reads_waiting(self) -> bool:
+        """Whether read messages wait in the buffer for a handler."""
+        return bool(self._buffer_send.statistics().current_buffer_used)
+
+    def _nudge_committer(self) -> None:
+        """A result was handed over: wake a lingering committer once its batch should go.
+
+        It goes when it is full, or when nothing read is left to wait for (the
+        handlers that still run may take long: a webhook, a health endpoint).
+        """
+        due = self._commit_due
+        if due is not None and not due.is_set():
+            queued = self._commit_send.statistics().current_buffer_used
+            if queued >= COMMIT_BATCH or not self._reads_waiting():
+                due.set()
+
+    def _wake_reader(self) -> None:
+        """Wake the read loop only once it would read: a wake-up per message costs."""
+        if not self._space.is_set() and not self._must_wait():
+            self._space.set()
