@@ -83,6 +83,12 @@ class PoolChild:
         self.killed = False  # whether the daemon killed it, or it had exited by itself
         self.detail = ""
         self.last_heartbeat = time.time()
+        # The running message's task_timeout_s: one timer per child, re-armed only
+        # when it fires early, not a timer made and cancelled per message.
+        self._timing: str | None = None  # the message whose deadline is kept
+        self._deadline = 0.0  # loop time
+        self._timeout = 0.0
+        self._timer: asyncio.TimerHandle | None = None
 
     def deliver(self, item: dict[str, Any] | BaseException) -> None:
         """Hand ``item`` to the waiting handler, or keep it for the next one."""
@@ -103,6 +109,29 @@ class PoolChild:
             return await waiter
         finally:
             self._waiter = None
+
+    def time_task(self, entry_id: str, timeout: float) -> None:
+        """Kill the child when ``entry_id`` runs past ``timeout`` seconds (until :meth:`untime`)."""
+        loop = asyncio.get_running_loop()
+        self._timing, self._timeout = entry_id, timeout
+        self._deadline = loop.time() + timeout
+        if self._timer is None:
+            self._timer = loop.call_at(self._deadline, self._check_deadline)
+
+    def untime(self) -> None:
+        self._timing = None
+
+    def _check_deadline(self) -> None:
+        self._timer = None
+        if self._timing is None:
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._deadline:  # a later message's: wait for that one
+            self._timer = loop.call_at(self._deadline, self._check_deadline)
+            return
+        entry_id, self._timing = self._timing, None
+        self.retire("timeout", f"over task_timeout_s ({self._timeout:g} s) on {entry_id}")
+        self.deliver(_TIMED_OUT)  # ahead of the end of stdout that the kill brings
 
     def retire(self, reason: str, detail: str = "") -> None:
         if self.retired is None and not self.gone.is_set() and self.child.returncode is None:
@@ -365,12 +394,7 @@ class Pool:
         on_message: Callable[[list[dict[str, Any]]], Awaitable[None]],
     ) -> ChildResult:
         timeout = self.definition.task_timeout_s
-
-        def expired() -> None:  # a timer, not a cancel scope per message (they cost)
-            held.retire("timeout", f"over task_timeout_s ({timeout:g} s) on {entry_id}")
-            held.deliver(_TIMED_OUT)  # ahead of the end of stdout that the kill brings
-
-        timer = asyncio.get_running_loop().call_later(timeout, expired)
+        held.time_task(entry_id, timeout)  # a timer, not a cancel scope per message (they cost)
         try:
             with contextlib.suppress(ChildExited):  # the end of stdout says how it ended
                 await held.child.send(task)
@@ -403,7 +427,7 @@ class Pool:
                     held.retire("protocol", str(exc))
                     raise RetryLater(f"protocol error, child replaced: {exc}") from None
         finally:
-            timer.cancel()
+            held.untime()
         raise RetryLater(f"task_timeout_s ({timeout:g} s) exceeded: the child was killed")
 
     # -- stopping --------------------------------------------------------------------
