@@ -14,16 +14,22 @@ Side by side, in one run, on one redis-server:
 
     python bench/processes.py [--messages 5000] [--oneshot 200] [--rounds 3]
 
-Ratios are medians over rounds; each round runs every side once. Each pool
-line also gives the daemon's CPU per message (this process: event loop, Redis
-client, the exchange with the children) and the children's (reaped when the
-worker stops), the figures that stay put when a shared machine is noisy.
+Rates are taken from Redis's own entry ids, first output to last, so a
+pool's start (spawning its children) is not counted as message time. Ratios
+are medians over rounds; each round runs every side once. Each line also
+gives the CPU per message of the daemon (this process: event loop, Redis
+client, the exchange with the children), of the children (reaped when the
+worker stops) and of redis-server: the figures that stay put when a shared
+machine is noisy. The last line adds them up for the pool with read-ahead:
+the most messages a second this machine's cores could run at that cost, if
+every core were busy, against what the target asks.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import resource
 import statistics
 import sys
@@ -32,10 +38,13 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import redis.asyncio as aioredis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import machine, process_cpu_s, redis_server
+from bench.common import SERVER_PIDS, machine, process_cpu_s, redis_server
+from bench.peers import entry_ms
+from bench.pipeline_latency import cpu_seconds
 from bench.runtime_throughput import PassThrough, fill, run_until_handled
 from printery.processes.worker import process_worker_factory
 from printery.processes.workers_file import WorkerDefinition
@@ -67,23 +76,36 @@ def _children_cpu_s() -> float:
 
 
 class _Cpu:
-    """CPU µs per message of this process and of its reaped children, per side, over rounds."""
+    """CPU µs per message of this process, its reaped children and Redis, per side, over rounds."""
 
-    def __init__(self) -> None:
+    def __init__(self, url: str) -> None:
+        self.redis_pid = SERVER_PIDS[url]
         self.own: dict[str, list[float]] = {}
         self.children: dict[str, list[float]] = {}
+        self.redis: dict[str, list[float]] = {}
 
     async def measure(self, side: str, count: int, run: Any) -> float:
         own, children = process_cpu_s(), _children_cpu_s()
+        server = cpu_seconds(self.redis_pid)
         elapsed: float = await run
         self.own.setdefault(side, []).append((process_cpu_s() - own) / count * 1e6)
         self.children.setdefault(side, []).append((_children_cpu_s() - children) / count * 1e6)
+        self.redis.setdefault(side, []).append((cpu_seconds(self.redis_pid) - server) / count * 1e6)
         return elapsed
+
+    def total(self, side: str) -> float:
+        """Median CPU µs per message of the daemon, the children and Redis together."""
+        return sum(statistics.median(x[side]) for x in (self.own, self.children, self.redis))
 
     def line(self, side: str) -> str:
         own = statistics.median(self.own[side])
         children = statistics.median(self.children[side])
-        return f"daemon {own:4.0f} µs/msg" + (f", children {children:3.0f}" if children else "")
+        server = statistics.median(self.redis[side])
+        return (
+            f"daemon {own:4.0f} µs/msg"
+            + (f", children {children:3.0f}" if children else "")
+            + f", Redis {server:3.0f}"
+        )
 
 
 async def _run(url: str, prefix: str, count: int, kind: str, prefetch: int = 0) -> float:
@@ -103,7 +125,13 @@ async def _run(url: str, prefix: str, count: int, kind: str, prefetch: int = 0) 
     await adapter.close()
     if outputs != count:
         raise SystemExit(f"bench: {kind} wrote {outputs} outputs for {count} messages")
-    return elapsed
+    if kind == "oneshot":
+        return elapsed  # a spawn per message: its start is message time
+    client = aioredis.Redis.from_url(url)
+    (first, _), *_ = await client.xrange(f"{prefix}:out", count=1)
+    (last, _), *_ = await client.xrevrange(f"{prefix}:out", count=1)
+    await client.aclose()
+    return max(entry_ms(last) - entry_ms(first), 1) / 1000 * count / (count - 1)
 
 
 async def _bare_spawns(count: int) -> float:
@@ -129,8 +157,8 @@ async def main(count: int, oneshot: int, rounds: int) -> None:
     prefetched: list[float] = []
     spawn_ms: list[float] = []
     oneshot_ms: list[float] = []
-    cpu = _Cpu()
     with redis_server() as url:
+        cpu = _Cpu(url)
         for r in range(rounds):
             await fill(url, f"i{r}:in", count)
             inproc = count / await cpu.measure("i", count, _run(url, f"i{r}", count, "inproc"))
@@ -163,6 +191,13 @@ async def main(count: int, oneshot: int, rounds: int) -> None:
         f"  the same, prefetch = {PREFETCH} (read ahead per child):"
         f"      {inproc * ahead:9,.0f} msg/s = {ahead:.2f} x in-process (rounds: {spread})"
         f"; {cpu.line('f')}"
+    )
+    cores = os.cpu_count() or 1
+    total = cpu.total("f")
+    print(
+        f"  CPU of the pool with read-ahead, all processes:      {total:9.0f} µs/msg: at most"
+        f" {cores / total * 1e6:,.0f} msg/s on {cores} cores all busy; the target asks"
+        f" {inproc / 2:,.0f}"
     )
     bare, per_message = statistics.median(spawn_ms), statistics.median(oneshot_ms)
     print(f"  bare `python -c pass` spawn, 2 at a time:             {bare:9.2f} ms each")

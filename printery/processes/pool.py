@@ -89,6 +89,7 @@ class PoolChild:
         self._deadline = 0.0  # loop time
         self._timeout = 0.0
         self._timer: asyncio.TimerHandle | None = None
+        self._loop = asyncio.get_running_loop()
 
     def deliver(self, item: dict[str, Any] | BaseException) -> None:
         """Hand ``item`` to the waiting handler, or keep it for the next one."""
@@ -104,7 +105,7 @@ class PoolChild:
         if self.unread:
             return self.unread.popleft()
         waiter: asyncio.Future[dict[str, Any] | BaseException]
-        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        waiter = self._waiter = self._loop.create_future()
         try:
             return await waiter
         finally:
@@ -112,11 +113,10 @@ class PoolChild:
 
     def time_task(self, entry_id: str, timeout: float) -> None:
         """Kill the child when ``entry_id`` runs past ``timeout`` seconds (until :meth:`untime`)."""
-        loop = asyncio.get_running_loop()
         self._timing, self._timeout = entry_id, timeout
-        self._deadline = loop.time() + timeout
+        self._deadline = self._loop.time() + timeout
         if self._timer is None:
-            self._timer = loop.call_at(self._deadline, self._check_deadline)
+            self._timer = self._loop.call_at(self._deadline, self._check_deadline)
 
     def untime(self) -> None:
         self._timing = None
@@ -125,9 +125,8 @@ class PoolChild:
         self._timer = None
         if self._timing is None:
             return
-        loop = asyncio.get_running_loop()
-        if loop.time() < self._deadline:  # a later message's: wait for that one
-            self._timer = loop.call_at(self._deadline, self._check_deadline)
+        if self._loop.time() < self._deadline:  # a later message's: wait for that one
+            self._timer = self._loop.call_at(self._deadline, self._check_deadline)
             return
         entry_id, self._timing = self._timing, None
         self.retire("timeout", f"over task_timeout_s ({self._timeout:g} s) on {entry_id}")
