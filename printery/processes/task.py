@@ -42,14 +42,19 @@ LOG_CAP = 100
 _TEXT_CHARS = 4000
 
 
-def record_writes(keys: Keys, event_id: str, fields: Mapping[str, str], ttl_s: int) -> list[Write]:
-    """Set fields of the record and renew both keys' expiry."""
+def record_writes(
+    keys: Keys, event_id: str, fields: Mapping[str, str], ttl_s: int, *, log: bool = True
+) -> list[Write]:
+    """Set fields of the record and renew its expiry, and the log's when it may have one.
+
+    ``log=False`` when no progress or log line was kept for the message: no
+    log key to renew (a write saved on every message of a quiet worker).
+    """
     key = keys.task(event_id)
-    return [
-        Write.hset(key, dict(fields)),
-        Write.expire(key, ttl_s),
-        Write.expire(keys.task_log(event_id), ttl_s),
-    ]
+    writes = [Write.hset(key, dict(fields)), Write.expire(key, ttl_s)]
+    if log:
+        writes.append(Write.expire(keys.task_log(event_id), ttl_s))
+    return writes
 
 
 def line_writes(

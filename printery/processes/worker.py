@@ -156,9 +156,13 @@ class ProcessWorker(StreamWorker):
         self.beat(within=d.task_timeout_s + _BEAT_GRACE_S)
         # This message's partition's keys (cluster mode), taken once.
         keys = self.keys
+        # Whether a log may be kept for this event: an earlier delivery's lines, or this one's.
+        logged = message.deliveries > 1
 
         async def on_lines(lines: list[dict[str, Any]]) -> None:
             """The child's progress and log lines that came in together: one write to Redis."""
+            nonlocal logged
+            logged = True
             self.beat(within=d.task_timeout_s + _BEAT_GRACE_S)
             ttl = self.settings.timeline_ttl
             writes: list[Write] = []
@@ -186,7 +190,7 @@ class ProcessWorker(StreamWorker):
                 entry_id=message.id,
                 **extra,
             )
-            return record_writes(keys, event.id, fields, self.settings.timeline_ttl)
+            return record_writes(keys, event.id, fields, self.settings.timeline_ttl, log=logged)
 
         try:
             result = await self._run(message, event, params, on_lines)
