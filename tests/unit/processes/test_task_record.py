@@ -11,7 +11,7 @@ pytestmark = pytest.mark.timeout(10)
 
 
 def test_a_record_renews_the_log_expiry_only_when_a_log_may_be_kept() -> None:
-    """With ``log=False`` the writes are the HSET and its EXPIRE; by default the log's EXPIRE too."""
+    """With ``log=False`` the writes are the HSET and its EXPIRE; by default the log's too."""
     keys = Keys("p")
     quiet = record_writes(keys, "e1", {"status": "succeeded"}, 60, log=False)
     assert [(w.op, w.key) for w in quiet] == [("HSET", "p:task:e1"), ("EXPIRE", "p:task:e1")]
