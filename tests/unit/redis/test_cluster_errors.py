@@ -58,12 +58,16 @@ def test_cluster_client_errors_are_translated(error: Exception, kind: type[Redis
 
 
 async def test_a_connection_closed_under_redis_py_is_unavailable() -> None:
-    """An AttributeError inside redis-py's connection (its writer closed by a reconnect) passes."""
+    """A write on a connection whose writer a reconnect closed is an outage, not a bug.
+
+    redis-py before 8.2 raised AttributeError there (translated by us); 8.2 and
+    later raise ConnectionError themselves: either way printery sees unavailable.
+    """
     from redis.asyncio.connection import Connection
 
     conn = Connection()  # never connected: its writer is None, as after a cluster re-read
     with (
-        pytest.raises(RedisUnavailable, match="connection closed during a reconnect"),
+        pytest.raises(RedisUnavailable, match=r"(?i)connection closed"),
         translated(),
     ):
         await conn._send_packed_command([b"PING"])
