@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import signal
@@ -50,6 +51,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +67,7 @@ from printery.redis.keys import Keys
 ROOT = Path(__file__).resolve().parent.parent
 WORKERS = ("validator", "dependency-checker", "health-monitor", "notifier")
 PROFILE = os.environ.get("BENCH_PROFILE", "")
+HOP_WORKERS = tuple(f"bench.relay_hops:Hop{i}" for i in range(4))
 HOPS = ("validator", "dependency-checker", "health-monitor", "notifier: POST", "notifier: ack")
 
 
@@ -119,14 +122,16 @@ def serve_receiver(port: int, out: str) -> None:
 # -- the baseline relay (its own process) ---------------------------------------------------
 
 
-def serve_relay(url: str, streams: Sequence[str], health_url: str, hook: str) -> None:
-    """Four plain hops; the third GETs the health URL, the last POSTs to the receiver."""
+def serve_relay(
+    url: str, streams: Sequence[str], health_url: str, hook: str, hops: Sequence[int] = (0, 1, 2, 3)
+) -> None:
+    """Plain hops (all four, or ``hops``); the third GETs the health URL, the last POSTs."""
     import aiohttp
 
     async def main() -> None:
         client = aioredis.Redis.from_url(url)
-        for stream in streams:
-            await client.xgroup_create(stream, "g", id="0", mkstream=True)
+        for i in hops:
+            await client.xgroup_create(streams[i], "g", id="0", mkstream=True)
         async with aiohttp.ClientSession() as http:
 
             async def get(_: dict[bytes, bytes]) -> None:
@@ -152,7 +157,11 @@ def serve_relay(url: str, streams: Sequence[str], health_url: str, hook: str) ->
             calls = [None, None, get, post]
             targets = [*streams[1:], f"{streams[-1]}:done"]
             await asyncio.gather(
-                *(hop(s, t, c) for s, t, c in zip(streams, targets, calls, strict=True))
+                *(
+                    hop(s, t, c)
+                    for i, (s, t, c) in enumerate(zip(streams, targets, calls, strict=True))
+                    if i in hops
+                )
             )
 
     asyncio.run(main())
@@ -259,15 +268,21 @@ async def publish(
 # -- measuring ------------------------------------------------------------------------------
 
 
+def quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
 def quantiles(values: list[float]) -> str:
     if not values:
         return "nothing received"
-    values = sorted(values)
+    p50, p99 = quantile(values, 0.50), quantile(values, 0.99)
+    return f"p50 {p50:7.1f} ms  p99 {p99:7.1f} ms  max {max(values):7.1f} ms"
 
-    def at(q: float) -> float:
-        return values[min(len(values) - 1, int(q * len(values)))]
 
-    return f"p50 {at(0.50):7.1f} ms  p99 {at(0.99):7.1f} ms  max {values[-1]:7.1f} ms"
+def end_to_end(sent: dict[str, float], received: dict[str, float]) -> list[float]:
+    """ms from publish to webhook receipt, per deployment received."""
+    return [(received[k] - t) * 1000 for k, t in sent.items() if k in received]
 
 
 async def entry_times(url: str, stream: str) -> dict[str, float]:
@@ -296,7 +311,7 @@ async def report(
     received: dict[str, float],
 ) -> str:
     """End-to-end quantiles, then where the time went, hop by hop (entry ids, ms)."""
-    total = quantiles([(received[k] - t) * 1000 for k, t in sent.items() if k in received])
+    total = quantiles(end_to_end(sent, received))
     lines = [f"  {label:<24}{total}  ({sum(k in received for k in sent)} of {len(sent)})"]
     stages = [await entry_times(url, s) for s in streams]  # started, 3 hops, notified, acked
     points = [*stages[:4], {k: v * 1000 for k, v in received.items()}, stages[4]]
@@ -378,8 +393,13 @@ async def run(
     *,
     redis_stats: bool = False,
     gc_stats: bool = False,
-) -> str:
-    """One measured run: baseline relay when ``workers`` is None, else printery processes."""
+    relay_processes: int = 1,
+) -> Outcome:
+    """One measured run: baseline relay when ``workers`` is None, else printery processes.
+
+    ``workers`` of :data:`HOP_WORKERS` run the relay's own job under printery's
+    engine, on the relay's streams; ``relay_processes`` 4 splits the relay.
+    """
     port = free_port()
     health_url, hook = f"http://127.0.0.1:{port}/healthz", f"http://127.0.0.1:{port}/hook"
     prefix = f"r{port}"
@@ -392,13 +412,15 @@ async def run(
         await anyio.to_thread.run_sync(wait_http, health_url, 30, receiver)
         procs: list[subprocess.Popen[bytes]] = []
         profilers: list[subprocess.Popen[bytes]] = []
+        streams = [f"{prefix}:{n}" for n in range(4)]
+        relay_chain = [*streams, f"{streams[-1]}:done"]
         if workers is None:
-            streams = [f"{prefix}:{n}" for n in range(4)]
-            procs.append(
-                launch([__file__, "--serve-relay", url, ",".join(streams), health_url, hook])
-            )
+            split = [[0, 1, 2, 3]] if relay_processes == 1 else [[0], [1], [2], [3]]
+            for hops in split:
+                relay = [__file__, "--serve-relay", url, ",".join(streams), health_url, hook]
+                procs.append(launch([*relay, ",".join(map(str, hops))]))
             await anyio.sleep(1)  # the relay creates its groups at once; give it a moment
-            first, chain = streams[0], [*streams, f"{streams[-1]}:done"]
+            first, chain = streams[0], relay_chain
         else:
             keys = Keys(prefix)
             for i, worker in enumerate(workers):
@@ -414,6 +436,8 @@ async def run(
                     "BENCH_GC_STATS": str(Path(tmp) / f"gc-{i}.json") if gc_stats else "",
                     "HEALTH_CHECK_ALLOWED_HOSTS": "127.0.0.1",
                     "NOTIFY_WEBHOOK_URLS": hook,
+                    "BENCH_HEALTH_URL": health_url,  # the relay's hops under the engine
+                    "BENCH_HOOK_URL": hook,
                     "WORKER_MODE": worker,
                     "CONSUMER_NAME": f"bench-{i}",
                 }
@@ -444,6 +468,8 @@ async def run(
                 keys.notifications,
                 keys.delivered,
             ]
+            if set(",".join(workers).split(",")) <= set(HOP_WORKERS):
+                first, chain = streams[0], relay_chain
         try:
             before = [cpu_split(p) for p in [receiver, *procs]]
             woke = [wake_ups(p) for p in [receiver, *procs]]
@@ -469,8 +495,11 @@ async def run(
                 profiler.wait()
             stop_processes(procs)
         received = await wait_received(out, receiver)
-        names = ["receiver", *(["relay"] if workers is None else workers)]
-        names = [name if "," not in name else "all four" for name in names]
+        if workers is None:
+            parties = ["relay"] if relay_processes == 1 else [f"relay {i}" for i in range(4)]
+        else:
+            parties = [w.replace("bench.relay_hops:Hop", "hop ") for w in workers]
+        names = ["receiver", *(name if "," not in name else "all four" for name in parties)]
         cpu = ", ".join(
             f"{name} {spent / len(sent) * 1e6:.0f}" for name, spent in zip(names, used, strict=True)
         )
@@ -491,11 +520,33 @@ async def run(
             for i, name in enumerate(names[1:]):
                 account = gc_account(Path(tmp) / f"gc-{i}.json", len(sent))
                 lines += f"\n      collector, {name}: {account}"
-        return lines
+        cpu_us = sum(used[1:]) / len(sent) * 1e6  # every party but the receiver
+        return Outcome(label, lines, cpu_us, quantile(end_to_end(sent, received), 0.99))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One run's report, and the two figures the targets are ratios of."""
+
+    label: str
+    text: str
+    cpu_us: float  # CPU per deployment of every party but the receiver
+    p99_ms: float
+
+    def against(self, baseline: Outcome) -> str:
+        cpu, p99 = self.cpu_us / baseline.cpu_us, self.p99_ms / baseline.p99_ms
+        against = baseline.label.rstrip(":")
+        return f"{self.label:<30} CPU {cpu:4.2f}×  p99 {p99:4.2f}×  (against the {against})"
 
 
 async def main(
-    rate: int, seconds: float, mode: str, redis_stats: bool = False, gc_stats: bool = False
+    rate: int,
+    seconds: float,
+    mode: str,
+    *,
+    redis_stats: bool = False,
+    gc_stats: bool = False,
+    engine: bool = False,
 ) -> None:
     print(f"pipeline latency, {rate} deployments/s for {seconds:g} s, {machine()}")
     with redis_server() as url:
@@ -505,20 +556,43 @@ async def main(
             f"  this machine: a redis-py round trip costs {hot:.0f} µs of CPU back to back, "
             f"{idle:.0f} µs after 20 ms idle"
         )
-        print(await run(url, "baseline 4-hop relay:", rate, seconds, None, **stats))
+        relay = await run(url, "baseline 4-hop relay:", rate, seconds, None, **stats)
+        print(relay.text)
+        outcomes: list[tuple[Outcome, Outcome]] = []
         if mode in ("all", "one"):
-            one = [",".join(WORKERS)]
-            print(await run(url, "printery, 1 process:", rate, seconds, one, **stats))
+            all_four = [",".join(WORKERS)]
+            one = await run(url, "printery, 1 process:", rate, seconds, all_four, **stats)
+            print(one.text)
+            outcomes.append((one, relay))
         if mode in ("all", "four"):
             four = await run(url, "printery, 4 processes:", rate, seconds, WORKERS, **stats)
-            print(four)
+            print(four.text)
+            outcomes.append((four, relay))
+        if engine:
+            # Where printery's CPU goes: the relay's own job under printery's engine
+            # (bench/relay_hops.py), and the relay split into four processes as well.
+            label = "engine alone, 1 process:"
+            alone = await run(url, label, rate, seconds, [",".join(HOP_WORKERS)], **stats)
+            print(alone.text)
+            outcomes.append((alone, relay))
+            if mode in ("all", "four"):
+                split = await run(
+                    url, "relay, 4 processes:", rate, seconds, None, relay_processes=4, **stats
+                )
+                print(split.text)
+                outcomes.append((split, relay))
+                outcomes.append((four, split))
+        print("  ratios (targets: CPU per deployment ≤ 1.1× the relay's, p99 ≤ 2×)")
+        for outcome, baseline in outcomes:
+            print(f"      {outcome.against(baseline)}")
 
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--serve-receiver"]:
         serve_receiver(int(sys.argv[2]), sys.argv[3])
     elif sys.argv[1:2] == ["--serve-relay"]:
-        serve_relay(sys.argv[2], sys.argv[3].split(","), sys.argv[4], sys.argv[5])
+        hops = [int(h) for h in sys.argv[6].split(",")] if len(sys.argv) > 6 else [0, 1, 2, 3]
+        serve_relay(sys.argv[2], sys.argv[3].split(","), sys.argv[4], sys.argv[5], hops)
     else:
         parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
         parser.add_argument("--rate", type=int, default=1000)
@@ -534,5 +608,20 @@ if __name__ == "__main__":
             action="store_true",
             help="per printery process: what the garbage collector did once the workers ran",
         )
+        parser.add_argument(
+            "--engine",
+            action="store_true",
+            help="also the relay's own job as four printery workers, and the relay in 4 processes",
+        )
         args: Any = parser.parse_args()
-        anyio.run(main, args.rate, args.seconds, args.mode, args.redis_stats, args.gc_stats)
+        anyio.run(
+            functools.partial(
+                main,
+                args.rate,
+                args.seconds,
+                args.mode,
+                redis_stats=args.redis_stats,
+                gc_stats=args.gc_stats,
+                engine=args.engine,
+            )
+        )
