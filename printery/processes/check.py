@@ -16,6 +16,11 @@ if every case passed. Pool cases run on one child, in order:
 
 Oneshot cases run one process each, and pass when it ends with 0, 1 or 2
 within ``task_timeout_s`` (the malformed one: 1 or 2) with stdout empty or one JSON object.
+A oneshot command that cannot start fails as the daemon would find it: one
+``start`` case when the check made before reading finds it (a program not on
+``PATH``, a Python script that is not there), and a case's own failure when a
+run ends in CPython's exit 2 for a script it cannot open, which would
+otherwise pass for the task's "failed for good".
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import json
 import sys
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
@@ -32,7 +38,13 @@ import anyio
 
 from printery.envelope import Event
 from printery.errors import ConfigError, HandlerError
-from printery.processes.child import Child, ChildExited, describe_exit
+from printery.processes.child import (
+    Child,
+    ChildExited,
+    cannot_open_script,
+    describe_exit,
+    start_problem,
+)
 from printery.processes.oneshot import verdict
 from printery.processes.protocol import (
     ProtocolError,
@@ -166,8 +178,14 @@ class _PoolCheck:
 async def _oneshot_case(
     d: WorkerDefinition, stderr: Callable[[int, str], None], stdin: bytes, *, malformed: bool
 ) -> str:
+    tail: deque[str] = deque(maxlen=1)
+
+    def kept(pid: int, line: str) -> None:
+        tail.append(line)
+        stderr(pid, line)
+
     child = Child(
-        d.command, env=d.child_environment(), cwd=d.cwd, line_limit=_LINE_LIMIT, on_stderr=stderr
+        d.command, env=d.child_environment(), cwd=d.cwd, line_limit=_LINE_LIMIT, on_stderr=kept
     )
     try:
         await child.start()
@@ -184,6 +202,8 @@ async def _oneshot_case(
         return str(exc)
     finally:
         await child.stop()
+    if cannot_open_script(code, out, list(tail)):
+        return f"cannot start: {tail[-1]}"  # CPython's exit 2, not the task's verdict
     if code not in (0, 1, 2) or (malformed and code == 0):
         return f"ended with {describe_exit(code)}" + (", expected 1 or 2" if malformed else "")
     try:
@@ -228,6 +248,13 @@ async def check_worker(
 
     results: list[tuple[str, str]] = []
     if definition.mode == "oneshot":
+        # As the worker does before it reads: a command that cannot start would end
+        # every case in the same exit, and CPython's 2 would pass for "failed for good".
+        path = definition.child_environment().get("PATH")
+        if (
+            problem := start_problem(definition.command, cwd=definition.cwd, path=path)
+        ) is not None:
+            return [("start", problem)]
         for name, run in _oneshot_cases(definition, stderr):
             results.append((name, await run()))
         return results

@@ -117,3 +117,22 @@ def test_worker_check_of_an_unknown_name_is_exit_2_naming_the_file(tmp_path: Pat
     )
     assert 2 == shown.returncode
     assert f"printery: WORKERS_FILE: {file}: no worker 'ghost' (known: seed)\n" == shown.stderr
+
+
+def test_a_oneshot_worker_whose_script_is_missing_fails_at_start(tmp_path: Path) -> None:
+    """A oneshot command that cannot start is one failed ``start`` case, not six passes.
+
+    CPython exits 2 for a missing script, which a oneshot task may also mean
+    ("failed for good"): without the start check every case would pass.
+    """
+    found = _check([sys.executable, str(tmp_path / "gone.py")], mode="oneshot")
+    assert [name for name, _ in found] == ["start"]
+    assert "cannot open its script" in found[0][1]
+
+
+def test_a_oneshot_run_that_cannot_open_its_script_fails_its_case(tmp_path: Path) -> None:
+    """Behind ``env`` the script is not checked before the run; CPython's own exit 2 then fails."""
+    found = _check(["/usr/bin/env", sys.executable, str(tmp_path / "gone.py")], mode="oneshot")
+    assert found[0][0] == "valid task"
+    assert found[0][1].startswith("cannot start: ")
+    assert all(problem for _, problem in found)
