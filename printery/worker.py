@@ -160,6 +160,13 @@ class StreamWorker(abc.ABC):
             return sum(c.in_flight for c in self.consumers)
         return 0 if self.consumer is None else self.consumer.in_flight
 
+    @property
+    def handlers_running(self) -> int:
+        """Handlers of this worker running now: those that may share a round trip."""
+        if self.consumers:
+            return sum(len(c.running) for c in self.consumers)
+        return 0 if self.consumer is None else len(self.consumer.running)
+
     def beat(self, within: float = 0.0) -> None:
         """Report progress from a long handler (a health poll, a re-check) to the hang detector.
 

@@ -21,6 +21,10 @@ Each POST carries the CloudEvent in structured mode (``application/cloudevents+j
 Standard Webhooks ``webhook-id`` / ``webhook-timestamp`` / ``webhook-signature``
 headers, stamped per POST (printery.pipeline.signatures).
 
+The markers that handlers running at once ask for are read in one ``MGET``
+(printery.redis.coalesced): on a backlog, a round trip for several messages
+rather than one per message and webhook.
+
 The marker outlives the ack: it also keeps a duplicate of the event (an
 upstream redelivery publishes the same event id again) from being POSTed
 twice. It is written with the ack in one atomic commit, which saves a round
@@ -55,6 +59,7 @@ from printery.message import Message
 from printery.pipeline.http_worker import HttpStreamWorker
 from printery.pipeline.signatures import Signer, printery_signature
 from printery.pipeline.timeline import timeline_writes
+from printery.redis.coalesced import CoalescedGets
 from printery.redis.writes import Write
 from printery.settings import Settings, redact_url
 from printery.worker import WorkerDeps
@@ -120,6 +125,8 @@ class NotifierWorker(HttpStreamWorker):
         self.log = get_logger(worker=self.name)
         self._routes: dict[str, _Route] = {}
         self.longest_delivery_s = _longest_delivery_s(self.settings)
+        # The markers that handlers running at once ask for go in one MGET.
+        self._markers = CoalescedGets(self.deps.adapter, lambda: self.handlers_running)
 
     @property
     def stream(self) -> str:
@@ -211,7 +218,7 @@ class NotifierWorker(HttpStreamWorker):
         self, url: str, event_id: str, body: bytes, headers: dict[str, str]
     ) -> Delivery:
         marker = self._marker(event_id, url)
-        earlier = await self.deps.adapter.get(marker)
+        earlier = await self._markers.get(marker)
         if earlier is not None:
             return Delivery(url, True, _int_or_none(earlier), 0, earlier=True)
         try:

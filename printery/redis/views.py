@@ -47,6 +47,7 @@ class Views:
     """Reads and small writes over one client; mixed into the StreamAdapter."""
 
     client: aioredis.Redis
+    cluster: bool
     _replay_dead: AsyncScript
     _trim_acknowledged: AsyncScript
     _unlock: AsyncScript
@@ -125,6 +126,17 @@ class Views:
         with translated():
             value: Any = await self.client.get(key)
         return None if value is None else _text(value)
+
+    async def get_many(self, keys: Sequence[str]) -> list[str | None]:
+        """Several keys' values in one MGET (on a cluster, one per slot); None where missing."""
+        if not keys:
+            return []
+        with translated():
+            if self.cluster:
+                values: list[Any] = await self.client.mget_nonatomic(keys)  # type: ignore[attr-defined]  # RedisCluster's own
+            else:
+                values = await self.client.mget(keys)
+        return [None if v is None else _text(v) for v in values]
 
     async def set_once(self, key: str, value: str, ttl_s: int | None) -> bool:
         """SET NX with a TTL (None: none): True if this call set it, False if the key existed."""

@@ -93,6 +93,18 @@ async def test_standalone_mode_against_a_cluster_is_a_config_error(
     assert "set REDIS_MODE=cluster" in caught.value.reason
 
 
+async def test_get_many_reads_keys_of_every_slot(
+    cluster_adapter: StreamAdapter, prefix: str
+) -> None:
+    """On a cluster get_many reads keys that live on different primaries, in the keys' order."""
+    keys = [f"{prefix}:{{p{n}}}:marker" for n in range(12)]
+    for n, key in enumerate(keys[::2]):
+        await cluster_adapter.set_once(key, str(n), None)
+    assert ["0", None, "1", None, "2", None, "3", None, "4", None, "5", None] == (
+        await cluster_adapter.get_many(keys)
+    )
+
+
 async def test_cluster_mode_against_a_standalone_server_is_a_config_error(
     redis_server: RedisServer, prefix: str
 ) -> None:

@@ -265,6 +265,17 @@ async def test_set_once_in_a_commit_keeps_the_first_value_with_its_ttl(
     assert 0 < await adapter.client.ttl(marker) <= 60
 
 
+async def test_get_many_reads_every_key_in_order_none_where_missing(
+    adapter: StreamAdapter, prefix: str
+) -> None:
+    """get_many: the values in the keys' order, None for a key that does not exist."""
+    await adapter.set_once(f"{prefix}:a", "1", None)
+    await adapter.set_once(f"{prefix}:c", "3", None)
+    keys = [f"{prefix}:a", f"{prefix}:b", f"{prefix}:c"]
+    assert ["1", None, "3"] == await adapter.get_many(keys)
+    assert [] == await adapter.get_many([])
+
+
 async def test_second_commit_of_an_id_writes_nothing(adapter: StreamAdapter, prefix: str) -> None:
     """A commit retried after a timeout finds the entry acked: False, and exactly one output."""
     stream, ids = await setup(adapter, prefix, 1)
