@@ -17,6 +17,10 @@ TTL only for a record that stays still::
                   ├ gone (expired) ───────────► SET again
                   └ still, past TTL + interval ► ConsumerNameTaken
 
+A worker changing state (started, failed, restarting) rewrites the record
+within a quarter second rather than at the next interval: a daemon that has
+just come up must not show its workers ``stopped`` for five seconds.
+
 The record (JSON; ``printery status`` reads it, and treats one whose
 ``updated_at`` is older than 2 × ``interval_s`` as stale)::
 
@@ -47,11 +51,15 @@ import anyio
 from printery import __version__
 from printery.envelope import now_rfc3339
 from printery.errors import ConsumerNameTaken, RedisPermanent, RedisUnavailable
-from printery.lifecycle import LifecycleEvent, MessageHandled, Outcome
+from printery.lifecycle import LifecycleEvent, MessageHandled, Outcome, WorkerStateChanged
 from printery.redis.adapter import StreamAdapter
 from printery.supervisor.manager import WorkerStatus
 
 __all__ = ["Feed", "Heartbeat"]
+
+# How long a state change waits before its write, so that workers starting or
+# failing together (all four within milliseconds) make one write, not four.
+_SETTLE_S = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +73,7 @@ class Feed:
 
 
 class Heartbeat:
-    """Writes this daemon's record every ``interval`` seconds; TTL three intervals."""
+    """Writes this daemon's record every ``interval`` s and on a state change; TTL 3 intervals."""
 
     def __init__(
         self,
@@ -88,10 +96,13 @@ class Heartbeat:
         self.started_at = now_rfc3339()
         self.started_mono = time.monotonic()
         self.counts: Counter[tuple[str, str]] = Counter()
+        self._changed = anyio.Event()
 
     def sink(self, event: LifecycleEvent) -> None:
         if isinstance(event, MessageHandled) and event.outcome is not Outcome.RETRIED:
             self.counts[event.worker, event.outcome.value] += 1
+        elif isinstance(event, WorkerStateChanged):
+            self._changed.set()
 
     def record(self) -> str:
         feeds = self.feeds()
@@ -151,7 +162,10 @@ class Heartbeat:
 
     async def run(self) -> None:
         while True:
-            await anyio.sleep(self.interval)
+            with anyio.move_on_after(self.interval):
+                await self._changed.wait()
+                await anyio.sleep(min(_SETTLE_S, self.interval))
+            self._changed = anyio.Event()
             try:
                 if not await self.adapter.heartbeat(
                     self.key, self.token, self.record(), self.ttl_ms

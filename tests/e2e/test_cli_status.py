@@ -231,6 +231,31 @@ def test_table_lists_daemon_worker_stream_and_group(cluster: Cluster) -> None:
 
 
 @pytest.mark.timeout(60)
+def test_a_started_or_failed_worker_shows_at_once_not_at_the_next_heartbeat(
+    cluster: Cluster,
+) -> None:
+    """With a 60 s heartbeat, the record shows one worker running, another failed, within 5 s."""
+    daemon = cluster.start(
+        "st-prompt",
+        HEARTBEAT_INTERVAL="60",
+        WORKER_MODE=f"{ECHO},{CRASHER}",
+        SUPERVISED_MODE="true",
+        MAX_RESTART_ATTEMPTS="0",
+    )
+    daemon.wait_until(
+        "echo running and the crasher failed in the record",
+        lambda: (
+            {"echo": "running", "crasher": "failed"}
+            == {w: cluster.worker_field("st-prompt", w, "state") for w in ("echo", "crasher")}
+        ),
+        timeout=5,
+    )
+    code, _ = cluster.status_json()
+    assert 1 == code
+    stop(daemon)
+
+
+@pytest.mark.timeout(60)
 def test_killed_daemon_shows_as_stale_then_disappears(cluster: Cluster) -> None:
     """A SIGKILLed daemon's heartbeat is shown stale (exit 1), never live, until its key expires."""
     live = cluster.start("st-live")
