@@ -11,7 +11,10 @@ from __future__ import annotations
 import json
 import signal
 import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -39,6 +42,33 @@ def _env(
     }
 
 
+Pool = Callable[..., AbstractContextManager[tuple[Daemon, list[bytes], dict[bytes, str]]]]
+
+
+@pytest.fixture
+def run_pool(tmp_path: Path, client: redis.Redis, redis_server: RedisServer, prefix: str) -> Pool:
+    """``with run_pool(tasks, worker, **env) as (daemon, ids, found)``: a ready daemon running
+    ``worker`` (default: two pool children), the tasks published, and where each went once
+    every one has an output or a dead letter."""
+
+    @contextmanager
+    def run(
+        tasks: list[dict[str | bytes, str | bytes]],
+        worker: dict[str, Any] | None = None,
+        **env: str,
+    ) -> Iterator[tuple[Daemon, list[bytes], dict[bytes, str]]]:
+        file = write_workers_file(tmp_path / "w.toml", {"proc": worker or pool_worker()})
+        with Daemon(tmp_path, _env(redis_server, prefix, file, **env)) as daemon:
+            daemon.wait_ready()
+            ids = publish(client, f"{prefix}:proc:in", tasks)
+            daemon.wait_until(
+                "all settled", lambda: _settled(client, prefix, len(tasks)), timeout=30
+            )
+            yield daemon, ids, fates(client, prefix, ids)
+
+    return run
+
+
 def _kills(daemon: Daemon, reason: str) -> float:
     found = metric_value(
         daemon.metrics(), "printery_worker_child_kills_total", worker="proc", reason=reason
@@ -57,17 +87,10 @@ def _settled(client: redis.Redis, prefix: str, total: int) -> bool:
 
 @pytest.mark.timeout(60)
 def test_a_child_that_crashes_mid_message_is_replaced_and_the_message_spends_a_delivery(
-    tmp_path: Path, client: redis.Redis, redis_server: RedisServer, prefix: str
+    run_pool: Pool,
 ) -> None:
     """The crashing message is retried then dead-lettered; the others are acked by new children."""
-    file = write_workers_file(tmp_path / "w.toml", {"proc": pool_worker()})
-    with Daemon(tmp_path, _env(redis_server, prefix, file)) as daemon:
-        daemon.wait_ready()
-        ids = publish(
-            client, f"{prefix}:proc:in", [task(0, "crash"), *(task(n) for n in range(1, 20))]
-        )
-        daemon.wait_until("all settled", lambda: _settled(client, prefix, 20), timeout=30)
-        found = fates(client, prefix, ids)
+    with run_pool([task(0, "crash"), *(task(n) for n in range(1, 20))]) as (daemon, ids, found):
         assert found[ids[0]].startswith(
             "dead: the child exited while handling the message (exit status 3) (after 2 deliveries)"
         )
@@ -82,17 +105,12 @@ def test_a_child_that_crashes_mid_message_is_replaced_and_the_message_spends_a_d
 
 @pytest.mark.timeout(60)
 def test_a_child_that_hangs_is_killed_at_task_timeout_and_its_message_retried(
-    tmp_path: Path, client: redis.Redis, redis_server: RedisServer, prefix: str
+    run_pool: Pool, client: redis.Redis, prefix: str
 ) -> None:
     """Past ``task_timeout_s`` the child's group is killed; two deliveries, then dead letters."""
-    file = write_workers_file(tmp_path / "w.toml", {"proc": pool_worker(task_timeout_s=0.5)})
-    with Daemon(tmp_path, _env(redis_server, prefix, file)) as daemon:
-        daemon.wait_ready()
-        ids = publish(
-            client, f"{prefix}:proc:in", [task(0, "hang"), *(task(n) for n in range(1, 6))]
-        )
-        daemon.wait_until("all settled", lambda: _settled(client, prefix, 6), timeout=30)
-        found = fates(client, prefix, ids)
+    with run_pool(
+        [task(0, "hang"), *(task(n) for n in range(1, 6))], pool_worker(task_timeout_s=0.5)
+    ) as (daemon, ids, found):
         assert found[ids[0]].startswith(
             "dead: task_timeout_s (0.5 s) exceeded: the child was killed"
         )
@@ -109,16 +127,11 @@ def task_id(client: redis.Redis, prefix: str, entry_id: bytes) -> str:
 
 
 @pytest.mark.timeout(60)
-def test_a_child_that_floods_stderr_keeps_working_and_its_lines_are_logged(
-    tmp_path: Path, client: redis.Redis, redis_server: RedisServer, prefix: str
-) -> None:
+def test_a_child_that_floods_stderr_keeps_working_and_its_lines_are_logged(run_pool: Pool) -> None:
     """300 KB on stderr never blocks the child: read continuously, logged line by line."""
-    file = write_workers_file(tmp_path / "w.toml", {"proc": pool_worker(processes=1)})
-    with Daemon(tmp_path, _env(redis_server, prefix, file)) as daemon:
-        daemon.wait_ready()
-        ids = publish(client, f"{prefix}:proc:in", [task(0, "flood"), task(1, "flood"), task(2)])
-        daemon.wait_until("all settled", lambda: _settled(client, prefix, 3), timeout=30)
-        assert {"acked"} == set(fates(client, prefix, ids).values())
+    child = pool_worker(processes=1)
+    with run_pool([task(0, "flood"), task(1, "flood"), task(2)], child) as (daemon, _, found):
+        assert {"acked"} == set(found.values())
         lines = [e["line"] for e in daemon.events("printery.child_stderr")]
         assert 6000 == sum(1 for line in lines if line.startswith("flood line "))
         assert {"proc"} == {e["worker"] for e in daemon.events("printery.child_stderr")}
@@ -127,17 +140,10 @@ def test_a_child_that_floods_stderr_keeps_working_and_its_lines_are_logged(
 
 @pytest.mark.timeout(60)
 def test_a_5_mb_line_is_a_protocol_error_the_child_replaced_and_the_message_retried(
-    tmp_path: Path, client: redis.Redis, redis_server: RedisServer, prefix: str
+    run_pool: Pool,
 ) -> None:
     """A line over MAX_MESSAGE_BYTES kills the child (reason protocol); the others go on."""
-    file = write_workers_file(tmp_path / "w.toml", {"proc": pool_worker()})
-    with Daemon(tmp_path, _env(redis_server, prefix, file)) as daemon:
-        daemon.wait_ready()
-        ids = publish(
-            client, f"{prefix}:proc:in", [task(0, "bigline"), *(task(n) for n in range(1, 6))]
-        )
-        daemon.wait_until("all settled", lambda: _settled(client, prefix, 6), timeout=30)
-        found = fates(client, prefix, ids)
+    with run_pool([task(0, "bigline"), *(task(n) for n in range(1, 6))]) as (daemon, ids, found):
         assert found[ids[0]].startswith(
             "dead: protocol error, child replaced: a line longer than MAX_MESSAGE_BYTES"
         )
@@ -189,17 +195,12 @@ def test_children_that_exit_2_before_ready_fail_the_worker_and_touch_no_message(
 
 @pytest.mark.timeout(60)
 def test_a_child_past_max_rss_mb_is_replaced_after_its_message(
-    tmp_path: Path, client: redis.Redis, redis_server: RedisServer, prefix: str
+    run_pool: Pool, client: redis.Redis, prefix: str
 ) -> None:
     """The leaking message is acked, then its child recycled (reason rss) and replaced."""
-    file = write_workers_file(
-        tmp_path / "w.toml", {"proc": pool_worker(processes=1, max_rss_mb=50)}
-    )
-    with Daemon(tmp_path, _env(redis_server, prefix, file)) as daemon:
-        daemon.wait_ready()
-        ids = publish(client, f"{prefix}:proc:in", [task(0, "leak"), task(1), task(2)])
-        daemon.wait_until("all settled", lambda: _settled(client, prefix, 3), timeout=30)
-        assert {"acked"} == set(fates(client, prefix, ids).values())
+    child = pool_worker(processes=1, max_rss_mb=50)
+    with run_pool([task(0, "leak"), task(1), task(2)], child) as (daemon, _, found):
+        assert {"acked"} == set(found.values())
         pids = [json.loads(f[b"data"])["pid"] for _, f in client.xrange(f"{prefix}:proc:out")]
         assert pids[0] != pids[1]
         assert pids[1] == pids[2]
@@ -208,17 +209,12 @@ def test_a_child_past_max_rss_mb_is_replaced_after_its_message(
 
 @pytest.mark.timeout(60)
 def test_max_tasks_per_child_recycles_children_between_messages(
-    tmp_path: Path, client: redis.Redis, redis_server: RedisServer, prefix: str
+    run_pool: Pool, client: redis.Redis, prefix: str
 ) -> None:
     """With ``max_tasks_per_child = 2`` each child handles two messages, then is replaced."""
-    file = write_workers_file(
-        tmp_path / "w.toml", {"proc": pool_worker(processes=1, max_tasks_per_child=2)}
-    )
-    with Daemon(tmp_path, _env(redis_server, prefix, file)) as daemon:
-        daemon.wait_ready()
-        ids = publish(client, f"{prefix}:proc:in", [task(n) for n in range(6)])
-        daemon.wait_until("all settled", lambda: _settled(client, prefix, 6), timeout=30)
-        assert {"acked"} == set(fates(client, prefix, ids).values())
+    child = pool_worker(processes=1, max_tasks_per_child=2)
+    with run_pool([task(n) for n in range(6)], child) as (daemon, _, found):
+        assert {"acked"} == set(found.values())
         pids = [json.loads(f[b"data"])["pid"] for _, f in client.xrange(f"{prefix}:proc:out")]
         assert 3 == len(set(pids))
         daemon.wait_until("three recycled", lambda: _kills(daemon, "tasks") == 3.0)
@@ -226,15 +222,10 @@ def test_max_tasks_per_child_recycles_children_between_messages(
 
 @pytest.mark.timeout(60)
 def test_an_output_outside_the_allow_list_dead_letters_the_message_with_the_reason(
-    tmp_path: Path, client: redis.Redis, redis_server: RedisServer, prefix: str
+    run_pool: Pool, client: redis.Redis, prefix: str
 ) -> None:
     """Nothing reaches the forbidden stream; the dead letter names it and the allow-list."""
-    file = write_workers_file(tmp_path / "w.toml", {"proc": pool_worker()})
-    with Daemon(tmp_path, _env(redis_server, prefix, file)) as daemon:
-        daemon.wait_ready()
-        ids = publish(client, f"{prefix}:proc:in", [task(0, "forbidden"), task(1)])
-        daemon.wait_until("all settled", lambda: _settled(client, prefix, 2), timeout=30)
-        found = fates(client, prefix, ids)
+    with run_pool([task(0, "forbidden"), task(1)]) as (_, ids, found):
         assert (
             "dead: output to stream 'secret:stream' is outside worker 'proc''s outputs (proc:out)"
             == found[ids[0]]
@@ -245,17 +236,14 @@ def test_an_output_outside_the_allow_list_dead_letters_the_message_with_the_reas
 
 @pytest.mark.timeout(60)
 def test_a_child_that_ignores_shutdown_is_killed_within_the_shutdown_timeout(
-    tmp_path: Path, client: redis.Redis, redis_server: RedisServer, prefix: str
+    run_pool: Pool, client: redis.Redis, prefix: str
 ) -> None:
     """SIGTERM: shutdown is sent, ignored; at SHUTDOWN_TIMEOUT the group is killed, exit 0."""
-    file = write_workers_file(
-        tmp_path / "w.toml", {"proc": pool_worker(env={"CHILD_SHUTDOWN": "ignore"})}
-    )
-    env = _env(redis_server, prefix, file, SHUTDOWN_TIMEOUT="2")
-    with Daemon(tmp_path, env) as daemon:
-        daemon.wait_ready()
-        ids = publish(client, f"{prefix}:proc:in", [task(n) for n in range(4)])
-        daemon.wait_until("all settled", lambda: _settled(client, prefix, 4), timeout=30)
+    with run_pool(
+        [task(n) for n in range(4)],
+        pool_worker(env={"CHILD_SHUTDOWN": "ignore"}),
+        SHUTDOWN_TIMEOUT="2",
+    ) as (daemon, ids, _):
         children = descendants(daemon.pid)
         assert 2 == len(children)
         daemon.send(signal.SIGTERM)
