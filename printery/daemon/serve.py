@@ -234,14 +234,23 @@ async def _serve(settings: Settings, burst: bool = False) -> int:
     stats: list[GroupStats] = []
 
     async def refresh_stats() -> None:
+        """The streams' lag and pending for /metrics; none while Redis cannot say.
+
+        /metrics answers through an outage (printery_redis_up 0 says why); the
+        stream series are left out rather than shown at their last values.
+        """
+        stats.clear()  # a refresh cut short by /metrics' own deadline leaves none either
         fresh = []
-        for worker in workers:
-            if isinstance(worker, StreamWorker):
-                # On a cluster, one series per partition stream (12 by default: bounded).
-                for stream in worker.partition_streams:
-                    found = await adapter.group_stats(stream, worker.group)
-                    if found is not None:
-                        fresh.append(found)
+        try:
+            for worker in workers:
+                if isinstance(worker, StreamWorker):
+                    # On a cluster, one series per partition stream (12 by default: bounded).
+                    for stream in worker.partition_streams:
+                        found = await adapter.group_stats(stream, worker.group)
+                        if found is not None:
+                            fresh.append(found)
+        except (RedisUnavailable, RedisPermanent):
+            return
         stats[:] = fresh
 
     async def redis_ok() -> bool:

@@ -69,11 +69,16 @@ def _name(daemon: Daemon) -> str:
 
 
 class Probe:
-    """Polls every daemon's /health and /ready together; any /health but 200 is kept."""
+    """Polls every daemon's /health and /ready together, and the first's /metrics.
+
+    Any /health or /metrics but 200 is kept; so is each ``printery_redis_up`` scraped.
+    """
 
     def __init__(self, daemons: Sequence[Daemon]) -> None:
         self.daemons = daemons
         self.unhealthy: list[tuple[str, int]] = []
+        self.unscrapable: list[tuple[int, str]] = []
+        self.redis_up: set[float | None] = set()
         self.ready: list[int] = []
         self.polls = 0
 
@@ -84,6 +89,11 @@ class Probe:
             if health != 200:
                 self.unhealthy.append((_name(daemon), health))
             ready.append(daemon.get("/ready")[0])
+        scraped, text = self.daemons[0].get("/metrics")
+        if scraped == 200:
+            self.redis_up.add(metric_value(text, "printery_redis_up"))
+        else:
+            self.unscrapable.append((scraped, text[:200]))
         self.polls += 1
         self.ready = ready
         return ready
@@ -206,6 +216,8 @@ def _survive(
                 hold_s + 5,
             )
             assert {(503, 503, 503)} == {tuple(r) for r in ready_while_away}
+            # /metrics answers through the outage, and says it (Prometheus keeps every series).
+            assert ([], True) == (probe.unscrapable, 0.0 in probe.redis_up)
             assert unhandled_at_break, "the flow was over before Redis broke"
             mend_redis()
             # During: published before the daemons are back (or queued on the paused link).
