@@ -168,6 +168,22 @@ class Metrics:
         self._lengths: dict[str, int] = {}
         r.register(_LiveCollector(status, streams, self._lengths))
         self._per_message: dict[tuple[str, Outcome], tuple[Any, Any]] = {}
+        for worker in status():
+            self._at_zero(worker)
+
+    def _at_zero(self, worker: str) -> None:
+        """Every per-worker counter at 0 from the first scrape, not from the first event.
+
+        A series that appears only with its first increment hides that increment
+        from ``increase()`` and ``rate()`` (there is no earlier sample to compare)
+        and from an outside check that looks for it on a fresh daemon.
+        """
+        for outcome in Outcome:
+            self.messages.labels(worker, outcome.value)
+        self.duration.labels(worker)
+        self.restarts.labels(worker)
+        self.errors.labels(worker)
+        self.hung.labels(worker)
 
     def sink(self, event: LifecycleEvent) -> None:
         match event:
