@@ -110,6 +110,8 @@ class StreamConsumer(Handling, Committing, Maintaining):
         self._commit_send, self._commit_recv = anyio.create_memory_object_stream[Commit](math.inf)
         self._read_scope = anyio.CancelScope()
         self._side: TaskGroup
+        self._main: TaskGroup
+        self._handlers = 0
 
     @property
     def in_flight(self) -> int:
@@ -129,12 +131,8 @@ class StreamConsumer(Handling, Committing, Maintaining):
         drained = False
         try:
             async with anyio.create_task_group() as main:
+                self._main = main  # handler tasks start in it as messages need them
                 main.start_soon(self._committer)
-                for _ in range(self.worker.concurrency):
-                    main.start_soon(
-                        self._handler_loop, self._buffer_recv.clone(), self._commit_send.clone()
-                    )
-                self._buffer_recv.close()
                 async with anyio.create_task_group() as side:
                     self._side = side
                     side.start_soon(self._stop_watcher)

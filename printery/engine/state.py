@@ -126,9 +126,15 @@ class ConsumerState(abc.ABC):
     _commit_send: MemoryObjectSendStream[Commit]
     _commit_recv: MemoryObjectReceiveStream[Commit]
     _side: TaskGroup
+    _main: TaskGroup  # the handler tasks and the committer
+    _handlers: int  # handler tasks started so far (see Handling._spawn_handlers)
     _scopes: dict[str, anyio.CancelScope]
     _cut: dict[str, float]
     _watch: anyio.Event
+
+    @abc.abstractmethod
+    def _spawn_handlers(self) -> None:
+        """Start handler tasks for read messages that no idle one will take."""
 
     @abc.abstractmethod
     async def _reconnecting(self, op: Callable[[], Awaitable[T]]) -> T:
@@ -151,6 +157,7 @@ class ConsumerState(abc.ABC):
             return
         self.held[entry.id] = entry
         self._buffer_send.send_nowait(entry)
+        self._spawn_handlers()
 
     def _release(self, entry_id: str) -> None:
         self.held.pop(entry_id, None)

@@ -122,3 +122,58 @@ def _loop_turns() -> Iterator[list[int]]:
         yield turns
     finally:
         selector.select = select
+
+
+class GatedWorker(EchoWorker):
+    """Echo whose handlers wait at a gate, counting how many run at once."""
+
+    def __init__(self, deps: WorkerDeps) -> None:
+        super().__init__(deps)
+        self.gate = anyio.Event()
+        self.now = 0
+        self.peak = 0
+        self._at: dict[int, anyio.Event] = {}
+
+    async def running_at_once(self, count: int) -> None:
+        """Return once ``count`` handlers wait at the gate together."""
+        if self.now < count:
+            await self._at.setdefault(count, anyio.Event()).wait()
+
+    async def handle(self, message: Any) -> Any:
+        self.now += 1
+        self.peak = max(self.peak, self.now)
+        if self.now in self._at:
+            self._at.pop(self.now).set()
+        try:
+            await self.gate.wait()
+            return await super().handle(message)
+        finally:
+            self.now -= 1
+
+
+def _handler_tasks() -> int:
+    return sum("_handler_loop" in task.get_name() for task in asyncio.all_tasks())
+
+
+async def test_handler_tasks_start_as_messages_need_them_up_to_the_concurrency(
+    redis_server: RedisServer, real_adapter: StreamAdapter, prefix: str
+) -> None:
+    """An idle worker holds no handler task; 3 messages start 3, 103 start 50 (its concurrency).
+
+    The tasks are kept once started, and never more than the concurrency run.
+    """
+    recorder = Recorder()
+    worker = GatedWorker(make_deps(real_adapter, prefix, ECHO_CONCURRENCY="50"))
+    async with running(worker, recorder=recorder):
+        assert 0 == _handler_tasks()
+        for n in range(3):
+            await real_adapter.add(worker.stream, {"n": str(n)})
+        await worker.running_at_once(3)
+        assert 3 == _handler_tasks()
+        for n in range(100):
+            await real_adapter.add(worker.stream, {"n": str(n)})
+        await worker.running_at_once(50)
+        assert (50, 50) == (_handler_tasks(), worker.peak)
+        worker.gate.set()
+        await recorder.wait_for(lambda ev: len(handled(ev)) == 103)
+        assert (50, 50) == (_handler_tasks(), worker.peak)
