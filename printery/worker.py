@@ -156,16 +156,18 @@ class StreamWorker(abc.ABC):
     @property
     def in_flight(self) -> int:
         """Messages this worker's current run has read and not yet acked (0 between runs)."""
-        if self.consumers:
-            return sum(c.in_flight for c in self.consumers)
-        return 0 if self.consumer is None else self.consumer.in_flight
+        return sum(c.in_flight for c in self._run_consumers())
 
     @property
     def handlers_running(self) -> int:
         """Handlers of this worker running now: those that may share a round trip."""
+        return sum(len(c.running) for c in self._run_consumers())
+
+    def _run_consumers(self) -> list[StreamConsumer]:
+        """The current run's consumers: one per partition on a cluster, else the one (or none)."""
         if self.consumers:
-            return sum(len(c.running) for c in self.consumers)
-        return 0 if self.consumer is None else len(self.consumer.running)
+            return self.consumers
+        return [] if self.consumer is None else [self.consumer]
 
     def beat(self, within: float = 0.0) -> None:
         """Report progress from a long handler (a health poll, a re-check) to the hang detector.

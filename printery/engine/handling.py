@@ -47,7 +47,7 @@ class Handling(ConsumerState):
         concurrency = self.worker.concurrency
         if self._handlers >= concurrency:
             return  # all started: the common case, once a worker has been busy
-        waiting = self._buffer_send.statistics().current_buffer_used
+        waiting = self._buffered()
         while self._handlers < concurrency and self._handlers - len(self.running) < waiting:
             self._handlers += 1
             self._main.start_soon(

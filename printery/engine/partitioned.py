@@ -209,7 +209,7 @@ class PartitionView:
     def _waiting(self) -> bool:
         """Whether this partition has read messages no handler has taken yet."""
         consumer = self.consumer
-        return consumer is not None and bool(consumer._buffer_send.statistics().current_buffer_used)
+        return consumer is not None and consumer._reads_waiting()
 
     async def handle(self, message: Message) -> Sequence[Write]:
         seat = _SEAT.get()

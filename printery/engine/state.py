@@ -186,7 +186,11 @@ class ConsumerState(abc.ABC):
 
     def _reads_waiting(self) -> bool:
         """Whether read messages wait in the buffer for a handler."""
-        return bool(self._buffer_send.statistics().current_buffer_used)
+        return self._buffered() > 0
+
+    def _buffered(self) -> int:
+        """Read messages in the buffer, not yet taken by a handler task."""
+        return self._buffer_send.statistics().current_buffer_used
 
     def _nudge_committer(self) -> None:
         """A result was handed over: wake a lingering committer once its batch should go.
